@@ -1,0 +1,58 @@
+"""The Python API: the same operations as the command line."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TextIO
+
+from orchestrator.spec import DEFAULT_STORAGE, StudySpec, load_spec
+from orchestrator.study import StudySummary, load_study, summarize
+
+
+def launch(
+    study: str | os.PathLike[str] | StudySpec,
+    *,
+    quiet: bool = False,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    **overrides: Any,
+) -> StudySummary:
+    """Validate and run a study to its budget; return where it ended.
+
+    ``study`` is a YAML file or a :class:`StudySpec`. Overrides: ``trials``, ``max_epochs``,
+    ``seed``, ``storage``, ``address``, ``concurrency``, ``results_dir``, ``tracking_uri``.
+    Raises :class:`~orchestrator.errors.SpecError` for a bad field before anything is created.
+    """
+    from orchestrator import runner
+
+    if isinstance(study, StudySpec):
+        spec = study.with_overrides(**overrides)
+    else:
+        spec = load_spec(study, **overrides)
+    return runner.launch(spec, quiet=quiet, verbose=verbose, stream=stream)
+
+
+def status(name: str, storage: str = DEFAULT_STORAGE) -> StudySummary:
+    """Trials by state and the best so far, read from the Optuna storage."""
+    study, spec = load_study(name, storage)
+    return summarize(study, spec)
+
+
+def best(name: str, storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
+    """The best trial: ``{study, trial, metric, mode, value, metrics, config}``.
+
+    ``config`` is the configuration to train with (sampled values plus the space's fixed ones).
+    Raises LookupError when no trial has completed yet.
+    """
+    summary = status(name, storage)
+    if summary.best_number is None:
+        raise LookupError(f"study {name!r} has no completed trial yet ({summary.counts or 'no trials'})")
+    return {
+        "study": summary.name,
+        "trial": summary.best_number,
+        "metric": summary.metric,
+        "mode": summary.mode,
+        "value": summary.best_value,
+        "metrics": summary.best_metrics,
+        "config": summary.best_config,
+    }

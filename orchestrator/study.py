@@ -1,0 +1,147 @@
+"""The Optuna study: created or loaded from storage (the study's source of truth), and read
+back as a summary (trials by state, best so far) or the best configuration."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from orchestrator.errors import StudyNotFoundError
+from orchestrator.samplers import build_sampler
+from orchestrator.spec import StudySpec, spec_from_mapping
+
+SPEC_ATTR = "stepsize.spec"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class StudyExistsError(RuntimeError):
+    """``launch`` was pointed at a study name that already has trials in the storage."""
+
+    def __init__(self, name: str, storage: str, n_trials: int):
+        self.name = name
+        super().__init__(
+            f"study {name!r} already exists in {storage} with {n_trials} trials; stepsize will not "
+            "mix a new launch into it. Give the study another `name` (or pass a different --storage)."
+        )
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url`` (SQLite with a generous lock timeout)."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def _sqlite_missing(url: str) -> bool:
+    if not url.startswith("sqlite:///"):
+        return False
+    return not Path(os.path.expanduser(url[len("sqlite:///"):])).is_file()
+
+
+def study_names(url: str) -> list[str]:
+    """Names of the studies in the storage at ``url`` (creates nothing for a missing SQLite file)."""
+    if _sqlite_missing(url):
+        return []
+    return optuna.get_all_study_names(make_storage(url))
+
+
+def create_study(spec: StudySpec) -> optuna.Study:
+    """Create ``spec``'s study in its storage, recording the spec in the study's attributes."""
+    storage = make_storage(spec.storage)
+    if spec.name in optuna.get_all_study_names(storage):
+        existing = optuna.load_study(study_name=spec.name, storage=storage)
+        raise StudyExistsError(spec.name, spec.storage, len(existing.trials))
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, sampler=build_sampler(spec), direction=spec.objective.direction
+    )
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    return study
+
+
+def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
+    """Load a study and the spec it was launched with; :class:`StudyNotFoundError` if absent."""
+    names = study_names(storage_url)
+    if name not in names:
+        raise StudyNotFoundError(name, storage_url, names)
+    study = optuna.load_study(study_name=name, storage=make_storage(storage_url))
+    spec = spec_from_mapping(study.user_attrs[SPEC_ATTR])
+    study.sampler = build_sampler(spec)
+    return study, spec
+
+
+@dataclass
+class StudySummary:
+    """Where a study stands: trials by state and the best trial so far."""
+
+    name: str
+    metric: str
+    mode: str
+    counts: dict[str, int]
+    best_number: int | None = None
+    best_value: float | None = None
+    best_config: dict[str, Any] = field(default_factory=dict)
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.name,
+            "trials": self.total,
+            "states": dict(self.counts),
+            "metric": self.metric,
+            "mode": self.mode,
+            "best": None
+            if self.best_number is None
+            else {"trial": self.best_number, "value": self.best_value, "config": self.best_config},
+        }
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None when no trial has completed."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def trial_config(trial: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
+    """The configuration a trial trained with: sampled params plus the space's fixed values."""
+    config: dict[str, Any] = {}
+    for param in spec.search_space.params:
+        if param.name in trial.params:
+            config[param.name] = trial.params[param.name]
+        elif param.distribution is None and param.is_active(config):
+            config[param.name] = param.value
+    return config
+
+
+def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
+    """Counts by state (COMPLETE, PRUNED, FAIL, RUNNING, WAITING) and the best trial."""
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name for t in trials)
+    summary = StudySummary(
+        name=study.study_name,
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        counts={state.name: counts.get(state.name, 0) for state in TrialState if counts.get(state.name)},
+    )
+    best = best_trial(study)
+    if best is not None and best.value is not None and math.isfinite(best.value):
+        summary.best_number = best.number
+        summary.best_value = best.value
+        summary.best_config = trial_config(best, spec)
+        summary.best_metrics = dict(best.user_attrs.get("final_metrics", {}))
+    return summary

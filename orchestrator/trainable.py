@@ -1,0 +1,73 @@
+"""The Ray Tune trainable every trial runs: it sets up the process and calls the workload.
+
+Trials talk to Ray Tune only (``tune.report``); the driver turns their reports into Optuna
+intermediate values, scheduler decisions and records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ray import tune
+
+from orchestrator.spec import StudySpec
+
+TRIAL_NUMBER_KEY = "_trial_number"
+
+
+@dataclass(frozen=True)
+class TrialRuntime:
+    """What every trial of a study shares, shipped once with the trainable."""
+
+    workload: str
+    max_epochs: int
+    seed: int
+    cpus: float
+    gpu: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: StudySpec) -> "TrialRuntime":
+        return cls(
+            workload=spec.workload,
+            max_epochs=spec.budget.max_epochs,
+            seed=spec.seed,
+            cpus=spec.resources.cpus,
+            gpu=spec.resources.gpu,
+            options=dict(spec.workload_options),
+        )
+
+
+def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[dict[str, Any]], None]) -> None:
+    """Run one trial of ``runtime``'s workload with ``config``, sending each epoch to ``report``."""
+    import torch
+
+    from orchestrator.context import TrialContext
+    from orchestrator.workloads import resolve_workload
+
+    number = int(config.get(TRIAL_NUMBER_KEY, 0))
+    params = {k: v for k, v in config.items() if not k.startswith("_")}
+    torch.set_num_threads(max(1, int(runtime.cpus)))
+    use_cuda = runtime.gpu > 0 and torch.cuda.is_available()
+    context = TrialContext(
+        number=number,
+        max_epochs=runtime.max_epochs,
+        seed=runtime.seed + number,
+        options=runtime.options,
+        cpus=runtime.cpus,
+        device="cuda" if use_cuda else "cpu",
+        _sink=report,
+    )
+    resolve_workload(runtime.workload)(params, context)
+
+
+def make_trainable(spec: StudySpec) -> Any:
+    """A Ray Tune function trainable for ``spec``, with its per-trial resources attached."""
+    runtime = TrialRuntime.from_spec(spec)
+
+    def trial(config: dict[str, Any]) -> None:
+        run_trial(config, runtime, tune.report)
+
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpu}
+    return tune.with_resources(trial, resources)

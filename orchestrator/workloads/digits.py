@@ -1,0 +1,108 @@
+"""The built-in workload: scikit-learn's handwritten digits (8x8, 10 classes) with an MLP or a
+small CNN, trained with SGD and momentum.
+
+The data set is loaded and split once per worker process (Ray reuses the process for many
+trials); the split is fixed by the study seed, so every trial sees the same validation set.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from orchestrator.context import TrialContext
+from orchestrator.training.optimizers import build_optimizer
+
+DEFAULT_BATCH_SIZE = 64
+VAL_FRACTION = 0.2
+
+
+@functools.lru_cache(maxsize=4)
+def load_digits_split(split_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_val, y_val), features scaled to [0, 1], a stratified split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        x, y, test_size=VAL_FRACTION, random_state=split_seed, stratify=y
+    )
+    return (torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_val), torch.from_numpy(y_val))
+
+
+def build_model(kind: str, options: Mapping[str, Any]) -> nn.Module:
+    """``mlp``: 64-h-h-10 with ReLU; ``cnn``: two 3x3 convolutions, a pool and a dense head."""
+    if kind == "mlp":
+        hidden = int(options.get("hidden", 128))
+        return nn.Sequential(
+            nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+        )
+    channels = int(options.get("channels", 16))
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * channels * 16, 64), nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+
+
+def train_mlp(config: dict[str, Any], trial: TrialContext) -> None:
+    """Train the MLP on digits; reports every epoch."""
+    _train("mlp", config, trial)
+
+
+def train_cnn(config: dict[str, Any], trial: TrialContext) -> None:
+    """Train the small CNN on digits; reports every epoch."""
+    _train("cnn", config, trial)
+
+
+def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
+    x_tr, y_tr, x_val, y_val = load_digits_split(int(trial.options.get("split_seed", 0)))
+    torch.manual_seed(trial.seed)
+    device = torch.device(trial.device)
+    model = build_model(kind, trial.options).to(device)
+    x_tr, y_tr, x_val, y_val = (t.to(device) for t in (x_tr, y_tr, x_val, y_val))
+    optimizer = build_optimizer(config, model)
+    loss_fn = nn.CrossEntropyLoss()
+    batch_size = int(config.get("batch_size", DEFAULT_BATCH_SIZE))
+    generator = torch.Generator().manual_seed(trial.seed)
+    n = x_tr.shape[0]
+    for _ in range(trial.max_epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        total, seen = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x_tr[idx]), y_tr[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        train_loss = total / seen
+        model.eval()
+        with torch.no_grad():
+            logits = model(x_val)
+            val_loss = loss_fn(logits, y_val).item()
+            val_accuracy = (logits.argmax(1) == y_val).float().mean().item()
+        trial.report(
+            train_loss=train_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            lr=optimizer.param_groups[0]["lr"],
+            epoch_time_s=time.perf_counter() - started,
+        )
+        if not math.isfinite(train_loss):
+            return  # diverged: nothing more to learn from this trial
