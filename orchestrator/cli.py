@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stepsize`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: workloads next to the study import
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

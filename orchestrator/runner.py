@@ -34,11 +34,18 @@ def ensure_ray(address: str | None, verbose: bool = False) -> None:
         return
     ray.init(
         address=address,
+        runtime_env=_worker_env(),
         include_dashboard=False if address is None else None,
         logging_level=logging.INFO if verbose else logging.ERROR,
         log_to_driver=verbose,
         configure_logging=True,
     )
+
+
+def _worker_env() -> dict:
+    """Workers import workloads as the driver does: its working folder and PYTHONPATH first."""
+    paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
 
 
 def default_concurrency(spec: StudySpec) -> int:
@@ -66,13 +73,17 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
     from ray import tune
 
     from orchestrator.progress import ProgressView
+    from orchestrator.samplers import grid_size
     from orchestrator.schedulers import build_scheduler
     from orchestrator.searcher import FailureRelay, OptunaStudySearcher
     from orchestrator.trainable import make_trainable
 
     study = create_study(spec)
     ensure_ray(spec.address, verbose)
-    searcher = OptunaStudySearcher(study, spec, max_new_trials=spec.budget.trials)
+    trials = spec.budget.trials
+    if spec.sampler.name == "grid":
+        trials = min(trials, grid_size(spec))  # each grid point once, even with trials running
+    searcher = OptunaStudySearcher(study, spec, max_new_trials=trials)
     callbacks: list[tune.Callback] = [FailureRelay(searcher)]
     if not quiet:
         callbacks.append(ProgressView(searcher.progress, spec.objective.metric, stream or sys.stderr))
@@ -81,7 +92,7 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(spec),
-            num_samples=spec.budget.trials,
+            num_samples=trials,
             max_concurrent_trials=spec.concurrency or default_concurrency(spec),
             reuse_actors=True,
             time_budget_s=spec.budget.time_limit_s,

@@ -86,7 +86,6 @@ class StudySpec:
     workload: str = "digits_cnn"
     workload_options: dict[str, Any] = field(default_factory=dict)
     search_space: SearchSpace = field(default=None)  # type: ignore[assignment]
-    search_space_source: str | dict = "default"
     objective: Objective = Objective()
     sampler: Choice = Choice("tpe", dict(_SAMPLER_OPTIONS["tpe"]))
     scheduler: Choice = Choice("asha", dict(_SCHEDULER_OPTIONS["asha"]))
@@ -141,7 +140,7 @@ class StudySpec:
         return spec_from_mapping(data)
 
 
-_TOP_LEVEL = {f.name for f in dataclasses.fields(StudySpec)} - {"search_space_source"}
+_TOP_LEVEL = {f.name for f in dataclasses.fields(StudySpec)}
 
 
 def load_spec(path: str | os.PathLike[str], **overrides: Any) -> StudySpec:
@@ -190,7 +189,7 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
     workload_options = data.get("workload_options") or {}
     if not isinstance(workload_options, Mapping):
         raise SpecError("workload_options", workload_options, "a mapping of options passed to the workload")
-    space, source = _search_space(data.get("search_space", "default"))
+    space = _search_space(data.get("search_space", "default"))
     budget = _budget(data.get("budget") or {})
     objective = _objective(data.get("objective") or {})
     sampler = _choice(data.get("sampler", "tpe"), "sampler", _SAMPLER_OPTIONS)
@@ -206,7 +205,6 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
         workload=workload,
         workload_options=dict(workload_options),
         search_space=space,
-        search_space_source=source,
         objective=objective,
         sampler=sampler,
         scheduler=scheduler,
@@ -244,12 +242,12 @@ def _workload(value: Any) -> str:
     return value
 
 
-def _search_space(value: Any) -> tuple[SearchSpace, str | dict]:
+def _search_space(value: Any) -> SearchSpace:
     try:
         if isinstance(value, str):
-            return SearchSpace.from_mapping(preset_mapping(value), where=f"search_space (preset {value})"), value
+            return SearchSpace.from_mapping(preset_mapping(value), where=f"search_space (preset {value})")
         if isinstance(value, Mapping):
-            return SearchSpace.from_mapping(value), dict(value)
+            return SearchSpace.from_mapping(value)
     except SpaceError as exc:
         raise SpecError(exc.field, exc.value, exc.accepted, exc.hint) from None
     raise SpecError("search_space", value, f"a preset name ({', '.join(available_presets())}) or an inline mapping")
@@ -301,14 +299,15 @@ def _objective(value: Any) -> Objective:
 
 def _choice(value: Any, where: str, catalogue: Mapping[str, Mapping[str, Any]]) -> Choice:
     names = ", ".join(catalogue)
-    if isinstance(value, str):
+    shorthand = isinstance(value, str)
+    if shorthand:
         value = {"name": value}
     if not isinstance(value, Mapping):
         raise SpecError(where, value, f"a name ({names}) or a mapping with name and options")
     name = value.get("name")
     if name not in catalogue:
         close = difflib.get_close_matches(str(name), list(catalogue), n=1)
-        raise SpecError(f"{where}.name" if "name" in value else where, name, f"one of {names}",
+        raise SpecError(where if shorthand else f"{where}.name", name, f"one of {names}",
                         f"Did you mean {close[0]!r}?" if close else None)
     defaults = catalogue[name]
     _reject_unknown({k: v for k, v in value.items() if k != "name"}, set(defaults), f"{where}.")

@@ -1,0 +1,51 @@
+"""Shared fixtures. Integration tests run real Ray (started once per session, 2 CPUs) and real
+SQLite storage in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working folder: relative storage URLs land here."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (as ``stepsize launch`` would start it)."""
+    from orchestrator.runner import ensure_ray
+
+    os.chdir(ROOT)  # workers import test workloads (tests.workloads) from the repository root
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    ensure_ray(None)
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def study_spec(tmp_path: Path, **fields):
+    """A small, fast digits study spec with storage and Ray results inside ``tmp_path``."""
+    from orchestrator.spec import spec_from_mapping
+
+    data = {
+        "name": "t",
+        "workload": "digits_mlp",
+        "budget": {"trials": 6, "max_epochs": 4},
+        "concurrency": 2,
+        "storage": f"sqlite:///{tmp_path}/optuna.db",
+        "results_dir": str(tmp_path / "ray"),
+    }
+    data.update(fields)
+    return spec_from_mapping(data)

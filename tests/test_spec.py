@@ -1,0 +1,125 @@
+"""Study specs: defaults that work, and one clear error (exit code 2, nothing created) for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.errors import SpecError
+from orchestrator.spec import load_spec, spec_from_mapping
+
+
+def test_minimal_spec_gets_working_defaults():
+    spec = spec_from_mapping({"name": "mini"})
+    assert spec.workload == "digits_cnn"
+    assert spec.search_space.names == ["learning_rate", "batch_size", "momentum"]
+    assert (spec.sampler.name, spec.scheduler.name) == ("tpe", "asha")
+    assert spec.scheduler.options["max_epochs"] == spec.budget.max_epochs
+    assert spec.storage == "sqlite:///stepsize.db" and spec.tracking_uri == "sqlite:///mlflow.db"
+    assert spec.address is None and spec.concurrency is None
+    assert (spec.objective.metric, spec.objective.mode) == ("val_loss", "min")
+
+
+def test_name_defaults_to_file_name_and_overrides_win(tmp_path):
+    path = tmp_path / "my study.yaml"
+    path.write_text("budget: {trials: 3}\nseed: 1\n")
+    spec = load_spec(path, trials=9, seed=4, max_epochs=5)
+    assert spec.name == "my-study"
+    assert (spec.budget.trials, spec.seed, spec.budget.max_epochs) == (9, 4, 5)
+
+
+def test_round_trip_through_dict():
+    spec = spec_from_mapping({"name": "r", "sampler": {"name": "grid", "points": 3}, "budget": {"time_limit": "1h30m"}})
+    assert spec.budget.time_limit_s == 5400
+    assert spec_from_mapping(spec.to_dict()) == spec
+
+
+BAD_SPECS = [
+    ({"name": "bad name!"}, "name", "letters"),
+    ({"name": "x", "workload": "not a module"}, "workload", "package.module:function"),
+    ({"name": "x", "search_space": "nope"}, "search_space", "preset name"),
+    ({"name": "x", "search_space": {"lr": {"type": "float", "low": 1, "high": 0}}}, "search_space.lr.low", "not above high"),
+    ({"name": "x", "sampler": "tpee"}, "sampler", "Did you mean 'tpe'"),
+    ({"name": "x", "sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
+    ({"name": "x", "scheduler": "asha2"}, "scheduler", "one of asha"),
+    ({"name": "x", "scheduler": {"name": "asha", "grace_period": 0}}, "scheduler.grace_period", "at least 1"),
+    ({"name": "x", "scheduler": {"name": "asha", "grace_period": 50}}, "scheduler.grace_period", "not above"),
+    ({"name": "x", "scheduler": {"name": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor", "above 1"),
+    ({"name": "x", "scheduler": {"name": "asha", "max_epochs": 99}}, "scheduler.max_epochs", "budget.max_epochs"),
+    ({"name": "x", "budget": {"trials": 0}}, "budget.trials", "from 1"),
+    ({"name": "x", "budget": {"max_epochs": "ten"}}, "budget.max_epochs", "integer"),
+    ({"name": "x", "budget": {"time_limit": "soon"}}, "budget.time_limit", "duration"),
+    ({"name": "x", "budget": {"trails": 3}}, "budget.trails", "Did you mean `budget.trials`"),
+    ({"name": "x", "concurrency": 0}, "concurrency", "auto"),
+    ({"name": "x", "resources": {"cpus": 0}}, "resources.cpus", "above 0"),
+    ({"name": "x", "resources": {"gpu": 1.5}}, "resources.gpu", "fraction"),
+    ({"name": "x", "storage": "mongodb://x"}, "storage", "schemes"),
+    ({"name": "x", "storage": "sqlite:////no/such/folder/x.db"}, "storage", "does not exist"),
+    ({"name": "x", "tracking_uri": "ftp://x"}, "tracking_uri", "schemes"),
+    ({"name": "x", "address": "not an address"}, "address", "HOST:PORT"),
+    ({"name": "x", "seed": -1}, "seed", "non-negative"),
+    ({"name": "x", "objective": {"metric": "val_loss", "mode": "minimise"}}, "objective.mode", "min or max"),
+    ({"name": "x", "sampler": {"name": "grid"}, "search_space": {
+        "opt": {"type": "categorical", "choices": ["a", "b"]},
+        "m": {"type": "float", "low": 0, "high": 1, "when": {"opt": "a"}}}}, "sampler.name", "conditional"),
+    ({"name": "x", "learning_rate": 0.1}, "learning_rate", "one of the fields"),
+]
+
+
+@pytest.mark.parametrize("data, field, words", BAD_SPECS)
+def test_bad_field_is_named_with_value_and_what_is_accepted(data, field, words):
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(data)
+    message = str(info.value)
+    assert info.value.field == field
+    assert f"`{field}`" in message and "expected" in message and words in message
+    assert "\n" not in message
+
+
+def _run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("name: x\nbudget: {trials: -3}\n", "`budget.trials` is -3"),
+        ("name: x\nsampler: bogus\n", "`sampler` is 'bogus'"),
+        ("name: x\nworkload: no_such_pkg.mod:train\n", "ModuleNotFoundError"),
+        ("name: x\nbudget: {trials: 3\n", "valid YAML"),
+        ("- just\n- a list\n", "mapping of fields"),
+    ],
+)
+def test_cli_rejects_bad_spec_with_exit_2_and_creates_nothing(workdir, capsys, text, words):
+    (workdir / "study.yaml").write_text(text)
+    code, out, err = _run_cli(["launch", "study.yaml", "--results-dir", str(workdir / "ray")], capsys)
+    assert code == 2
+    assert words in err and err.startswith("stepsize: invalid study spec:")
+    assert "Traceback" not in err and out == ""
+    assert sorted(p.name for p in workdir.iterdir()) == ["study.yaml"]  # no stepsize.db, no mlflow.db, no ray folder
+
+
+def test_cli_rejects_bad_override(workdir, capsys):
+    (workdir / "study.yaml").write_text("name: x\n")
+    code, _, err = _run_cli(["launch", "study.yaml", "--trials", "0"], capsys)
+    assert code == 2 and "`budget.trials` is 0" in err
+    assert sorted(p.name for p in workdir.iterdir()) == ["study.yaml"]
+
+
+def test_cli_missing_file_and_unknown_study(workdir, capsys):
+    code, _, err = _run_cli(["launch", "missing.yaml"], capsys)
+    assert code == 2 and "existing YAML study file" in err
+    code, _, err = _run_cli(["status", "nothing-here"], capsys)
+    assert code == 2 and "no study named 'nothing-here'" in err
+    assert list(workdir.iterdir()) == []  # looking up a study creates no storage file
+
+
+def test_example_study_is_valid():
+    spec = load_spec(Path(__file__).parent.parent / "examples" / "digits.yaml")
+    assert spec.name == "digits" and spec.concurrency == 2 and spec.scheduler.name == "asha"
+    assert yaml.safe_load(spec.to_yaml())["workload"] == "digits_cnn"

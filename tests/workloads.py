@@ -1,0 +1,28 @@
+"""Workloads used by the tests (imported by name in Ray workers)."""
+
+from __future__ import annotations
+
+from orchestrator import TrialContext
+
+
+def fail_odd_trials(config: dict, trial: TrialContext) -> None:
+    """Reports two epochs; odd-numbered trials raise after the first."""
+    for epoch in range(1, trial.max_epochs + 1):
+        if trial.number % 2 == 1 and epoch == 2:
+            raise ValueError(f"boom in trial {trial.number}")
+        trial.report(val_loss=config["learning_rate"] / epoch, train_loss=1.0 / epoch)
+
+
+def quadratic(config: dict, trial: TrialContext) -> None:
+    """A deterministic curve: the loss falls with epochs, lowest at learning_rate 0.1."""
+    import math
+
+    for epoch in range(1, trial.max_epochs + 1):
+        gap = (math.log10(config["learning_rate"]) + 1) ** 2
+        trial.report(val_loss=gap + 1.0 / epoch, val_accuracy=1 / (1 + gap))
+
+
+def stops_early(config: dict, trial: TrialContext) -> None:
+    """Returns after two epochs on its own (its own early stopping)."""
+    for _ in range(2):
+        trial.report(val_loss=config["learning_rate"])
