@@ -74,7 +74,7 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
 
     from orchestrator.progress import ProgressView
     from orchestrator.samplers import grid_size
-    from orchestrator.schedulers import build_scheduler
+    from orchestrator.schedulers import build_trial_scheduler
     from orchestrator.searcher import FailureRelay, OptunaStudySearcher
     from orchestrator.trainable import make_trainable
 
@@ -91,7 +91,7 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
         make_trainable(spec),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=build_scheduler(spec),
+            scheduler=build_trial_scheduler(spec),
             num_samples=trials,
             max_concurrent_trials=spec.concurrency or default_concurrency(spec),
             reuse_actors=True,

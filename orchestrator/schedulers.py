@@ -27,7 +27,7 @@ def hyperband_brackets(max_epochs: int, reduction_factor: float) -> int:
     return int(math.floor(math.log(max_epochs) / math.log(reduction_factor) + 1e-9)) + 1
 
 
-def build_scheduler(spec: StudySpec) -> TrialScheduler:
+def build_trial_scheduler(spec: StudySpec) -> TrialScheduler:
     """The early-stopping scheduler for ``spec`` (metric and mode from its objective)."""
     name, opts = spec.scheduler.name, spec.scheduler.options
     metric, mode = spec.objective.metric, spec.objective.mode

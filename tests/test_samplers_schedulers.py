@@ -7,7 +7,7 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
 
 from orchestrator.samplers import AskTellGridSampler, build_sampler, grid_size
-from orchestrator.schedulers import build_scheduler, hyperband_brackets
+from orchestrator.schedulers import build_trial_scheduler, hyperband_brackets
 from orchestrator.spec import spec_from_mapping
 
 
@@ -59,7 +59,7 @@ def test_grid_walks_log_spaced_lr_and_listed_values():
 )
 def test_schedulers(scheduler, cls):
     spec = spec_from_mapping({"name": "s", "scheduler": scheduler, "budget": {"max_epochs": 27}})
-    assert type(build_scheduler(spec)) is cls
+    assert type(build_trial_scheduler(spec)) is cls
 
 
 def test_asha_knobs_reach_ray():
@@ -67,7 +67,7 @@ def test_asha_knobs_reach_ray():
         {"name": "s", "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 4, "max_epochs": 16},
          "budget": {"max_epochs": 20}}
     )
-    scheduler = build_scheduler(spec)
+    scheduler = build_trial_scheduler(spec)
     assert scheduler._reduction_factor == 4 and scheduler._max_t == 16
     milestones = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
     assert milestones == [2, 8]  # grace_period * reduction_factor^k below max_epochs
