@@ -104,6 +104,8 @@ def _launch(args: argparse.Namespace) -> int:
 
 def _summary_text(summary: Any) -> str:
     states = ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.counts.items()))
+    if summary.diverged:
+        states += f"; {summary.diverged} of them diverged"
     text = f"study {summary.name}: {summary.total} trials ({states or 'none'})"
     if summary.best_number is not None:
         text += f"; best {summary.metric} {summary.best_value:.6g} at trial {summary.best_number}"

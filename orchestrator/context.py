@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from orchestrator.divergence import DivergenceGuard
+
 
 @dataclass
 class TrialContext:
@@ -27,21 +29,31 @@ class TrialContext:
     device: str = "cpu"
     _sink: Callable[[dict[str, Any]], None] | None = None
     epoch: int = 0
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+
+    def check_loss(self, loss: Any) -> None:
+        """Call with each batch's training loss (a float or a 0-d tensor).
+
+        A NaN or infinite loss, or a smoothed loss above ``divergence.loss_factor`` times the
+        first epoch's, stops the trial here, inside the epoch, and records it as diverged.
+        """
+        self.guard.check_batch(float(_plain(loss)), self.epoch + 1)
 
     def report(self, epoch: int | None = None, **metrics: float) -> None:
         """Report one epoch's metrics (``train_loss``, ``val_loss``, ``val_accuracy``, ``lr``...).
 
         Call once per epoch; ``epoch`` counts from 1 and defaults to the previous one plus one.
         The scheduler decides after each report whether the trial goes on; when it stops the
-        trial this call does not return.
+        trial this call does not return. A non-finite or exploding ``train_loss`` stops the trial
+        as diverged.
         """
-        self.epoch = self.epoch + 1 if epoch is None else int(epoch)
-        clean: dict[str, Any] = {"epoch": self.epoch}
-        for key, value in metrics.items():
-            clean[key] = _plain(value)
+        epoch = self.epoch + 1 if epoch is None else int(epoch)
+        clean: dict[str, Any] = {key: _plain(value) for key, value in metrics.items()}
+        self.guard.check_epoch(clean.get("train_loss"), epoch)
         if self._sink is None:
             raise RuntimeError("TrialContext.report called outside a running trial")
-        self._sink(clean)
+        self.epoch = epoch
+        self._sink({"epoch": epoch, **clean})
 
 
 def _plain(value: Any) -> Any:

@@ -28,6 +28,8 @@ def progress_line(progress: SearchProgress, metric: str, now: float | None = Non
         f"{progress.complete} complete",
         f"{progress.pruned} pruned",
     ]
+    if progress.diverged:
+        parts.append(f"{progress.diverged} diverged")
     if progress.failed:
         parts.append(f"{progress.failed} failed")
     if progress.best_value is not None:

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from orchestrator.divergence import DIVERGED_KEY, PENALTY_KEY
 from orchestrator.samplers import AskTellGridSampler
 from orchestrator.spec import StudySpec
 from orchestrator.trainable import TRIAL_NUMBER_KEY
@@ -38,6 +39,7 @@ class SearchProgress:
     running: int = 0
     complete: int = 0
     pruned: int = 0
+    diverged: int = 0
     failed: int = 0
     best_value: float | None = None
     best_number: int | None = None
@@ -68,6 +70,7 @@ class OptunaStudySearcher(Searcher):
         self._live: dict[str, optuna.Trial] = {}
         self._last_told_epoch: dict[str, int] = {}
         self._failed: dict[str, optuna.Trial] = {}
+        self._worst: float | None = None  # worst finite value reported: the divergence penalty
         self.progress = SearchProgress(total=max_new_trials)
 
     # -- Ray Tune Searcher interface -------------------------------------------------------
@@ -102,8 +105,11 @@ class OptunaStudySearcher(Searcher):
             self._failed[trial_id] = trial  # told once FailureRelay brings the error text
         elif epochs == 0:
             self._tell(trial, TrialState.FAIL, "failed: ended before its first report")
-        elif result and "done" in result and not _finite(value):
-            self._tell(trial, TrialState.FAIL, f"diverged at epoch {epochs} ({self._metric}={value})")
+        elif result and (result.get(DIVERGED_KEY) or ("done" in result and not _finite(value))):
+            reason = result.get("diverged_reason") or f"{self._metric} became {value}"
+            trial.set_user_attr("diverged", True)
+            self._tell(trial, TrialState.PRUNED, f"diverged in epoch {epochs}: {reason}")
+            self.progress.diverged += 1
         elif result and result.get("done") and (epochs >= self._max_epochs or epochs == told_before):
             # Reached the epoch budget, or the workload returned on its own: Tune repeats the
             # last result (already told) with done=True. A scheduler stop brings a new result.
@@ -130,8 +136,18 @@ class OptunaStudySearcher(Searcher):
         self._last_told_epoch[trial_id] = int(epoch)
         if self.progress.first_result_at is None:
             self.progress.first_result_at = time.monotonic()
-        if _finite(value):
-            trial.report(float(value), int(epoch))
+        if result.get(DIVERGED_KEY) or not _finite(value):
+            # Rank a diverged trial with the worst value seen so far (or the trial's own penalty)
+            # so TPE counts its region as bad rather than ignoring it as a failure.
+            fallback = result.get(PENALTY_KEY)
+            value = self._worst if self._worst is not None else fallback if _finite(fallback) else None
+            if value is None:
+                return
+        else:
+            worse = self._worst is None or (value > self._worst if self._mode == "min" else value < self._worst)
+            if worse:
+                self._worst = float(value)
+        trial.report(float(value), int(epoch))
 
     def _tell(self, trial: optuna.Trial, state: TrialState, reason: str, value: float | None = None) -> None:
         trial.set_user_attr("stop_reason", reason)

@@ -79,6 +79,23 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Divergence:
+    """When a trial counts as diverged: NaN/inf, or a loss above ``loss_factor`` x the first
+    epoch's (None: NaN/inf only)."""
+
+    loss_factor: float | None = 4.0
+
+
+@dataclass(frozen=True)
+class LRScaling:
+    """LR-batch-size coupling: the searched LR is the base LR at ``reference_batch_size``; the
+    effective LR is base x f(batch_size / reference), f = 1, identity or square root."""
+
+    rule: str = "none"
+    reference_batch_size: int = 256
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A validated study. Build one with :func:`load_spec` or :func:`spec_from_mapping`."""
 
@@ -92,6 +109,8 @@ class StudySpec:
     budget: Budget = Budget()
     concurrency: int | None = None
     resources: Resources = Resources()
+    divergence: Divergence = Divergence()
+    lr_scaling: LRScaling = LRScaling()
     storage: str = DEFAULT_STORAGE
     tracking_uri: str = DEFAULT_TRACKING_URI
     address: str | None = None
@@ -115,6 +134,8 @@ class StudySpec:
             },
             "concurrency": "auto" if self.concurrency is None else self.concurrency,
             "resources": dataclasses.asdict(self.resources),
+            "divergence": dataclasses.asdict(self.divergence),
+            "lr_scaling": dataclasses.asdict(self.lr_scaling),
             "storage": self.storage,
             "tracking_uri": self.tracking_uri,
             "address": self.address,
@@ -211,6 +232,8 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
         budget=budget,
         concurrency=_concurrency(data.get("concurrency", "auto")),
         resources=resources,
+        divergence=_divergence(data.get("divergence") or {}),
+        lr_scaling=_lr_scaling(data.get("lr_scaling") or {}, space),
         storage=_url(data.get("storage", DEFAULT_STORAGE), "storage", _STORAGE_SCHEMES, "sqlite:///stepsize.db or postgresql+psycopg://user:pass@host/db"),
         tracking_uri=_url(data.get("tracking_uri", DEFAULT_TRACKING_URI), "tracking_uri", _TRACKING_SCHEMES, "sqlite:///mlflow.db or http://127.0.0.1:5000"),
         address=_address(data.get("address")),
@@ -356,6 +379,33 @@ def _check_scheduler(scheduler: Choice, budget: Budget) -> None:
                         f"a number of epochs not above the maximum ({opts.get('max_epochs', budget.max_epochs)})")
     if "reduction_factor" in opts and opts["reduction_factor"] <= 1:
         raise SpecError("scheduler.reduction_factor", opts["reduction_factor"], "a number above 1 (2, 3 or 4 are usual)")
+
+
+def _divergence(value: Any) -> Divergence:
+    if not isinstance(value, Mapping):
+        raise SpecError("divergence", value, "a mapping with loss_factor")
+    _reject_unknown(value, {"loss_factor"}, "divergence.")
+    factor = value.get("loss_factor", Divergence.loss_factor)
+    if factor is not None and (not _is_number(factor) or factor <= 1):
+        raise SpecError("divergence.loss_factor", factor, "a number above 1 (a loss this many times the first epoch's stops the trial), or null for NaN/inf only")
+    return Divergence(None if factor is None else float(factor))
+
+
+def _lr_scaling(value: Any, space: SearchSpace) -> LRScaling:
+    if isinstance(value, str):
+        value = {"rule": value}
+    if not isinstance(value, Mapping):
+        raise SpecError("lr_scaling", value, "none, linear or sqrt, or a mapping with rule and reference_batch_size")
+    _reject_unknown(value, {"rule", "reference_batch_size"}, "lr_scaling.")
+    rule = value.get("rule", "none")
+    if rule not in ("none", "linear", "sqrt"):
+        raise SpecError("lr_scaling.rule", rule, "none, linear or sqrt")
+    reference = value.get("reference_batch_size", LRScaling.reference_batch_size)
+    if not _is_int(reference) or reference < 1:
+        raise SpecError("lr_scaling.reference_batch_size", reference, "a batch size of at least 1")
+    if rule != "none" and space.get("learning_rate") is None:
+        raise SpecError("lr_scaling.rule", rule, "none when the search space has no learning_rate")
+    return LRScaling(rule, reference)
 
 
 def _concurrency(value: Any) -> int | None:

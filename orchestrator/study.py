@@ -87,6 +87,7 @@ class StudySummary:
     metric: str
     mode: str
     counts: dict[str, int]
+    diverged: int = 0
     best_number: int | None = None
     best_value: float | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +102,7 @@ class StudySummary:
             "study": self.name,
             "trials": self.total,
             "states": dict(self.counts),
+            "diverged": self.diverged,
             "metric": self.metric,
             "mode": self.mode,
             "best": None
@@ -137,6 +139,7 @@ def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
         metric=spec.objective.metric,
         mode=spec.objective.mode,
         counts={state.name: counts.get(state.name, 0) for state in TrialState if counts.get(state.name)},
+        diverged=sum(1 for t in trials if t.user_attrs.get("diverged")),
     )
     best = best_trial(study)
     if best is not None and best.value is not None and math.isfinite(best.value):

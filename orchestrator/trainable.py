@@ -25,6 +25,9 @@ class TrialRuntime:
     seed: int
     cpus: float
     gpu: float
+    metric: str = "val_loss"
+    mode: str = "min"
+    divergence_factor: float | None = 4.0
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -35,6 +38,9 @@ class TrialRuntime:
             seed=spec.seed,
             cpus=spec.resources.cpus,
             gpu=spec.resources.gpu,
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            divergence_factor=spec.divergence.loss_factor,
             options=dict(spec.workload_options),
         )
 
@@ -44,6 +50,7 @@ def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[d
     import torch
 
     from orchestrator.context import TrialContext
+    from orchestrator.divergence import DIVERGED_KEY, PENALTY_KEY, DivergenceGuard, TrialDiverged
     from orchestrator.workloads import resolve_workload
 
     number = int(config.get(TRIAL_NUMBER_KEY, 0))
@@ -58,8 +65,22 @@ def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[d
         cpus=runtime.cpus,
         device="cuda" if use_cuda else "cpu",
         _sink=report,
+        guard=DivergenceGuard(loss_factor=runtime.divergence_factor),
     )
-    resolve_workload(runtime.workload)(params, context)
+    try:
+        resolve_workload(runtime.workload)(params, context)
+    except TrialDiverged as diverged:
+        # Stop now, and say so: the driver ranks the trial as bad (PRUNED with a penalty value),
+        # so the sampler learns to avoid its region.
+        penalty = context.guard.penalty() if runtime.mode == "min" else 0.0
+        report({
+            "epoch": diverged.epoch,
+            runtime.metric: penalty,
+            DIVERGED_KEY: 1.0,
+            PENALTY_KEY: penalty,
+            "diverged_loss": diverged.loss,
+            "diverged_reason": diverged.reason,
+        })
 
 
 def make_trainable(spec: StudySpec) -> Any:

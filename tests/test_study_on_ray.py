@@ -132,3 +132,22 @@ def test_launch_refuses_an_existing_study_and_api_reads_it_back(tmp_path):
     assert best["trial"] == study.best_trial.number and best["value"] == study.best_value
     assert best["config"] == study.best_trial.params
 
+
+
+def test_diverged_trials_stop_inside_the_epoch_and_rank_as_bad(tmp_path):
+    spec = study_spec(tmp_path, workload="tests.workloads:explodes_above_half", sampler="random",
+                      search_space={"learning_rate": {"type": "float", "low": 0.01, "high": 1.0}},
+                      scheduler="none", budget={"trials": 8, "max_epochs": 4})
+    summary = launch(spec, quiet=True)
+    trials = _trials(spec)
+    diverged = [t for t in trials if t.user_attrs.get("diverged")]
+    healthy = [t for t in trials if not t.user_attrs.get("diverged")]
+    assert diverged and healthy and summary.diverged == len(diverged)
+    assert {t.params["learning_rate"] > 0.5 for t in diverged} == {True}
+    worst_healthy = max(v for t in healthy for v in t.intermediate_values.values())
+    for t in diverged:
+        assert t.state == TrialState.PRUNED
+        assert sorted(t.intermediate_values) == [1, 2]  # stopped within epoch 2, not at its end
+        assert t.intermediate_values[2] >= worst_healthy  # ranked at least as bad as any healthy point
+        assert "diverged in epoch 2" in t.user_attrs["stop_reason"]
+    assert all(t.state == TrialState.COMPLETE for t in healthy)

@@ -26,3 +26,15 @@ def stops_early(config: dict, trial: TrialContext) -> None:
     """Returns after two epochs on its own (its own early stopping)."""
     for _ in range(2):
         trial.report(val_loss=config["learning_rate"])
+
+
+def explodes_above_half(config: dict, trial: TrialContext) -> None:
+    """Batch losses grow geometrically when learning_rate > 0.5; the guard must stop it in epoch 2."""
+    lr = config["learning_rate"]
+    loss = 2.0
+    for epoch in range(1, trial.max_epochs + 1):
+        for _ in range(10):
+            if lr > 0.5 and epoch >= 2:
+                loss *= 3.0
+            trial.check_loss(loss)
+        trial.report(train_loss=loss, val_loss=loss / 2 + abs(lr - 0.1))
