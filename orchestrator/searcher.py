@@ -20,7 +20,7 @@ from ray.tune.search import Searcher
 from orchestrator.divergence import DIVERGED_KEY, PENALTY_KEY
 from orchestrator.samplers import AskTellGridSampler
 from orchestrator.spec import StudySpec
-from orchestrator.trainable import TRIAL_NUMBER_KEY
+from orchestrator.trainable import TRIAL_NUMBER_KEY, apply_lr_scaling
 
 EPOCH_KEY = "training_iteration"
 # What Ray Tune adds to every result; the rest is what the workload reported.
@@ -67,6 +67,7 @@ class OptunaStudySearcher(Searcher):
         self._fixed = spec.search_space.fixed_values()
         self._max_epochs = spec.budget.max_epochs
         self._max_new_trials = max_new_trials
+        self._lr_scaling = spec.lr_scaling
         self._live: dict[str, optuna.Trial] = {}
         self._last_told_epoch: dict[str, int] = {}
         self._failed: dict[str, optuna.Trial] = {}
@@ -80,6 +81,9 @@ class OptunaStudySearcher(Searcher):
         trial = self._study.ask()
         config = self._space.suggest(trial)
         trial.set_user_attr("ray_trial_id", trial_id)
+        scaled = apply_lr_scaling(config, self._lr_scaling.rule, self._lr_scaling.reference_batch_size)
+        if "base_learning_rate" in scaled:
+            trial.set_user_attr("effective_learning_rate", scaled["learning_rate"])
         self._live[trial_id] = trial
         self.progress.started += 1
         self.progress.running += 1

@@ -28,6 +28,8 @@ class TrialRuntime:
     metric: str = "val_loss"
     mode: str = "min"
     divergence_factor: float | None = 4.0
+    lr_scaling_rule: str = "none"
+    lr_reference_batch_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -41,8 +43,26 @@ class TrialRuntime:
             metric=spec.objective.metric,
             mode=spec.objective.mode,
             divergence_factor=spec.divergence.loss_factor,
+            lr_scaling_rule=spec.lr_scaling.rule,
+            lr_reference_batch_size=spec.lr_scaling.reference_batch_size,
             options=dict(spec.workload_options),
         )
+
+
+def apply_lr_scaling(params: dict[str, Any], rule: str, reference_batch_size: int) -> dict[str, Any]:
+    """The trial's params with ``learning_rate`` made effective for its batch size.
+
+    The searched value is the base LR at ``reference_batch_size``; it is kept as
+    ``base_learning_rate``. A trial without ``batch_size`` trains at the reference size.
+    """
+    if rule == "none" or "learning_rate" not in params:
+        return params
+    from orchestrator.training.lr_scaling import scaled_learning_rate
+
+    base = params["learning_rate"]
+    batch = int(params.get("batch_size", reference_batch_size))
+    return {**params, "base_learning_rate": base,
+            "learning_rate": scaled_learning_rate(base, batch, rule, reference_batch_size)}
 
 
 def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[dict[str, Any]], None]) -> None:
@@ -55,6 +75,7 @@ def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[d
 
     number = int(config.get(TRIAL_NUMBER_KEY, 0))
     params = {k: v for k, v in config.items() if not k.startswith("_")}
+    params = apply_lr_scaling(params, runtime.lr_scaling_rule, runtime.lr_reference_batch_size)
     torch.set_num_threads(max(1, int(runtime.cpus)))
     use_cuda = runtime.gpu > 0 and torch.cuda.is_available()
     context = TrialContext(

@@ -123,3 +123,31 @@ def test_example_study_is_valid():
     spec = load_spec(Path(__file__).parent.parent / "examples" / "digits.yaml")
     assert spec.name == "digits" and spec.concurrency == 2 and spec.scheduler.name == "asha"
     assert yaml.safe_load(spec.to_yaml())["workload"] == "digits_cnn"
+
+
+def test_divergence_and_lr_scaling_fields():
+    spec = spec_from_mapping({"name": "x", "divergence": {"loss_factor": 8}, "lr_scaling": {"rule": "sqrt", "reference_batch_size": 64}})
+    assert spec.divergence.loss_factor == 8.0
+    assert (spec.lr_scaling.rule, spec.lr_scaling.reference_batch_size) == ("sqrt", 64)
+    assert spec_from_mapping({"name": "x", "lr_scaling": "linear"}).lr_scaling.rule == "linear"
+    assert spec_from_mapping({"name": "x", "divergence": {"loss_factor": None}}).divergence.loss_factor is None
+    for data, field in [
+        ({"divergence": {"loss_factor": 1}}, "divergence.loss_factor"),
+        ({"lr_scaling": {"rule": "cubic"}}, "lr_scaling.rule"),
+        ({"lr_scaling": {"rule": "linear", "reference_batch_size": 0}}, "lr_scaling.reference_batch_size"),
+        ({"lr_scaling": "linear", "search_space": {"momentum": {"type": "float", "low": 0, "high": 1}}}, "lr_scaling.rule"),
+    ]:
+        with pytest.raises(SpecError) as info:
+            spec_from_mapping({"name": "x", **data})
+        assert info.value.field == field
+
+
+def test_lr_scaling_makes_the_trial_lr_effective_and_keeps_the_base():
+    from orchestrator.trainable import apply_lr_scaling
+
+    params = {"learning_rate": 0.1, "batch_size": 64}
+    assert apply_lr_scaling(params, "none", 256) is params
+    linear = apply_lr_scaling(params, "linear", 256)
+    assert linear == {"learning_rate": pytest.approx(0.025), "base_learning_rate": 0.1, "batch_size": 64}
+    assert apply_lr_scaling(params, "sqrt", 256)["learning_rate"] == pytest.approx(0.05)
+    assert apply_lr_scaling({"learning_rate": 0.1}, "linear", 256)["learning_rate"] == pytest.approx(0.1)
