@@ -6,7 +6,7 @@ from orchestrator.context import TrialContext
 from orchestrator.errors import SpecError, StudyNotFoundError
 from orchestrator.spec import StudySpec, load_spec, spec_from_mapping
 from orchestrator.study import StudySummary
-from orchestrator.training import build_optimizer
+from orchestrator.training import build_optimizer, build_scheduler, scaled_learning_rate
 
 __version__ = "0.1.0"
 
@@ -18,8 +18,10 @@ __all__ = [
     "TrialContext",
     "best",
     "build_optimizer",
+    "build_scheduler",
     "launch",
     "load_spec",
+    "scaled_learning_rate",
     "spec_from_mapping",
     "status",
 ]

@@ -1,8 +1,12 @@
 """The built-in workload: scikit-learn's handwritten digits (8x8, 10 classes) with an MLP or a
-small CNN, trained with SGD and momentum.
+small CNN, trained with the configured optimizer (SGD with momentum by default) and LR schedule.
 
 The data set is loaded and split once per worker process (Ray reuses the process for many
 trials); the split is fixed by the study seed, so every trial sees the same validation set.
+
+Each epoch reports ``train_loss``, ``val_loss``, ``val_accuracy``, ``epoch_time_s`` and the
+learning rate of the first parameter group: ``lr``, the rate the epoch's last batch was trained
+with, and ``lr_min`` / ``lr_max`` over the epoch's batches (equal for epoch-wise schedules).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import nn
 
 from orchestrator.context import TrialContext
 from orchestrator.training.optimizers import build_optimizer
+from orchestrator.training.schedules import build_scheduler
 
 DEFAULT_BATCH_SIZE = 64
 VAL_FRACTION = 0.2
@@ -78,18 +83,24 @@ def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
     batch_size = int(config.get("batch_size", DEFAULT_BATCH_SIZE))
     generator = torch.Generator().manual_seed(trial.seed)
     n = x_tr.shape[0]
+    schedule = build_scheduler(config, optimizer, math.ceil(n / batch_size), trial.max_epochs)
     for _ in range(trial.max_epochs):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         total, seen = 0.0, 0
+        lrs: list[float] = []
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x_tr[idx]), y_tr[idx])
+            batch_loss = loss.item()
+            trial.check_loss(batch_loss)  # a diverging trial stops here, inside the epoch
             loss.backward()
+            lrs.append(schedule.lr)
             optimizer.step()
-            total += loss.item() * len(idx)
+            schedule.step_batch()
+            total += batch_loss * len(idx)
             seen += len(idx)
         train_loss = total / seen
         model.eval()
@@ -97,12 +108,13 @@ def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
             logits = model(x_val)
             val_loss = loss_fn(logits, y_val).item()
             val_accuracy = (logits.argmax(1) == y_val).float().mean().item()
+        schedule.step_epoch(val_loss)
         trial.report(
             train_loss=train_loss,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
-            lr=optimizer.param_groups[0]["lr"],
+            lr=lrs[-1],
+            lr_min=min(lrs),
+            lr_max=max(lrs),
             epoch_time_s=time.perf_counter() - started,
         )
-        if not math.isfinite(train_loss):
-            return  # diverged: nothing more to learn from this trial

@@ -1,0 +1,37 @@
+"""Scale a learning rate with the batch size: ``base_lr * f(batch_size / reference_batch_size)``.
+
+``linear`` (f(r) = r) keeps the update per example constant as the batch grows (Goyal et al., 2017);
+``sqrt`` (f(r) = sqrt(r)) keeps the gradient noise constant, the usual choice for Adam-style
+optimizers; ``none`` leaves the rate as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+SCALING_RULES: dict[str, Callable[[float], float]] = {
+    "none": lambda ratio: 1.0,
+    "linear": lambda ratio: ratio,
+    "sqrt": math.sqrt,
+}
+DEFAULT_REFERENCE_BATCH_SIZE = 256
+
+
+def scaled_learning_rate(
+    base_lr: float, batch_size: int, rule: str = "none", reference_batch_size: int = DEFAULT_REFERENCE_BATCH_SIZE
+) -> float:
+    """The learning rate for ``batch_size`` when ``base_lr`` suits ``reference_batch_size``.
+
+    ``rule`` is one of ``none``, ``linear``, ``sqrt``; ``ValueError`` on an unknown rule, a
+    non-positive rate or a batch size that is not a positive integer.
+    """
+    if rule not in SCALING_RULES:
+        raise ValueError(f"LR scaling rule is {rule!r}; expected one of {', '.join(SCALING_RULES)}")
+    if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) or not 0 < base_lr < math.inf:
+        raise ValueError(f"base learning rate is {base_lr!r}; expected a positive number")
+    for name, value in (("batch_size", batch_size), ("reference_batch_size", reference_batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} is {value!r}; expected a positive integer")
+    return float(base_lr) * SCALING_RULES[rule](batch_size / reference_batch_size)
