@@ -151,3 +151,25 @@ def test_diverged_trials_stop_inside_the_epoch_and_rank_as_bad(tmp_path):
         assert t.intermediate_values[2] >= worst_healthy  # ranked at least as bad as any healthy point
         assert "diverged in epoch 2" in t.user_attrs["stop_reason"]
     assert all(t.state == TrialState.COMPLETE for t in healthy)
+
+
+def test_digits_study_reaching_lr_10_learns_to_avoid_divergence(tmp_path):
+    """LR up to 10 with SGD momentum 0.9: some trials blow up; each stops inside the epoch it
+    diverged, and with a fixed seed TPE diverges less often in the second half of the study."""
+    spec = study_spec(
+        tmp_path, workload="digits_mlp", seed=4,
+        search_space={"learning_rate": {"type": "float", "low": 1e-3, "high": 10.0, "log": True}, "momentum": 0.9},
+        sampler={"name": "tpe", "n_startup_trials": 10}, scheduler="none", budget={"trials": 24, "max_epochs": 2},
+    )
+    launch(spec, quiet=True)
+    trials = sorted(_trials(spec), key=lambda t: t.number)
+    diverged = [t for t in trials if t.user_attrs.get("diverged")]
+    assert len(diverged) >= 3
+    for t in diverged:
+        epoch = int(t.user_attrs["stop_reason"].split("diverged in epoch ")[1].split(":")[0])
+        assert t.state == TrialState.PRUNED and t.user_attrs["epochs"] == epoch
+        assert sorted(t.intermediate_values) == list(range(1, epoch + 1))
+        assert t.user_attrs["final_metrics"]["diverged"] == 1.0
+    first, second = trials[:12], trials[12:]
+    rate = lambda half: sum(bool(t.user_attrs.get("diverged")) for t in half) / len(half)  # noqa: E731
+    assert rate(second) < rate(first)
