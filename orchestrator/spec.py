@@ -111,6 +111,7 @@ class StudySpec:
     resources: Resources = Resources()
     divergence: Divergence = Divergence()
     lr_scaling: LRScaling = LRScaling()
+    lr_bounds: str = "declared"
     storage: str = DEFAULT_STORAGE
     tracking_uri: str = DEFAULT_TRACKING_URI
     address: str | None = None
@@ -136,6 +137,7 @@ class StudySpec:
             "resources": dataclasses.asdict(self.resources),
             "divergence": dataclasses.asdict(self.divergence),
             "lr_scaling": dataclasses.asdict(self.lr_scaling),
+            "lr_bounds": self.lr_bounds,
             "storage": self.storage,
             "tracking_uri": self.tracking_uri,
             "address": self.address,
@@ -234,6 +236,7 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
         resources=resources,
         divergence=_divergence(data.get("divergence") or {}),
         lr_scaling=_lr_scaling(data.get("lr_scaling") or {}, space),
+        lr_bounds=_lr_bounds(data.get("lr_bounds", "declared"), space),
         storage=_url(data.get("storage", DEFAULT_STORAGE), "storage", _STORAGE_SCHEMES, "sqlite:///stepsize.db or postgresql+psycopg://user:pass@host/db"),
         tracking_uri=_url(data.get("tracking_uri", DEFAULT_TRACKING_URI), "tracking_uri", _TRACKING_SCHEMES, "sqlite:///mlflow.db or http://127.0.0.1:5000"),
         address=_address(data.get("address")),
@@ -406,6 +409,15 @@ def _lr_scaling(value: Any, space: SearchSpace) -> LRScaling:
     if rule != "none" and space.get("learning_rate") is None:
         raise SpecError("lr_scaling.rule", rule, "none when the search space has no learning_rate")
     return LRScaling(rule, reference)
+
+
+def _lr_bounds(value: Any, space: SearchSpace) -> str:
+    if value not in ("declared", "auto"):
+        raise SpecError("lr_bounds", value, "declared (search the space's learning_rate range as written) or auto (narrow it with an LR range test first)")
+    param = space.get("learning_rate")
+    if value == "auto" and (param is None or param.kind != "float" or param.when):
+        raise SpecError("lr_bounds", value, "declared unless the search space has an unconditional float learning_rate")
+    return value
 
 
 def _concurrency(value: Any) -> int | None:

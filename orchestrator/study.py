@@ -55,12 +55,17 @@ def study_names(url: str) -> list[str]:
     return optuna.get_all_study_names(make_storage(url))
 
 
+def refuse_existing_study(spec: StudySpec) -> None:
+    """Raise :class:`StudyExistsError` when ``spec``'s name is taken in its storage."""
+    if spec.name in study_names(spec.storage):
+        existing = optuna.load_study(study_name=spec.name, storage=make_storage(spec.storage))
+        raise StudyExistsError(spec.name, spec.storage, len(existing.trials))
+
+
 def create_study(spec: StudySpec) -> optuna.Study:
     """Create ``spec``'s study in its storage, recording the spec in the study's attributes."""
+    refuse_existing_study(spec)
     storage = make_storage(spec.storage)
-    if spec.name in optuna.get_all_study_names(storage):
-        existing = optuna.load_study(study_name=spec.name, storage=storage)
-        raise StudyExistsError(spec.name, spec.storage, len(existing.trials))
     study = optuna.create_study(
         study_name=spec.name, storage=storage, sampler=build_sampler(spec), direction=spec.objective.direction
     )

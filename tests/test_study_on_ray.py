@@ -173,3 +173,20 @@ def test_digits_study_reaching_lr_10_learns_to_avoid_divergence(tmp_path):
     first, second = trials[:12], trials[12:]
     rate = lambda half: sum(bool(t.user_attrs.get("diverged")) for t in half) / len(half)  # noqa: E731
     assert rate(second) < rate(first)
+
+
+def test_lr_bounds_auto_runs_the_range_test_first_and_records_it(tmp_path):
+    spec = study_spec(tmp_path, workload="digits_cnn", lr_bounds="auto",
+                      search_space={"learning_rate": {"type": "float", "low": 1e-4, "high": 10.0, "log": True},
+                                    "batch_size": 64, "momentum": 0.9},
+                      budget={"trials": 4, "max_epochs": 2})
+    launch(spec, quiet=True)
+    study, stored = load_study(spec.name, spec.storage)
+    record = study.user_attrs["stepsize.lr_range"]
+    assert record["declared"] == [1e-4, 10.0]
+    low, high = record["chosen"]
+    assert 1e-4 <= low < high <= 10.0 and (low, high) != (1e-4, 10.0)
+    assert stored.search_space.get("learning_rate").distribution.low == low
+    assert all(low <= t.params["learning_rate"] <= high for t in study.trials)
+    assert record["result"]["num_steps"] <= record["result"]["steps_per_epoch"]
+    assert (tmp_path / "ray" / spec.name / "lr_range.png").stat().st_size > 10_000
