@@ -1,4 +1,4 @@
-"""The ``stepsize`` command: launch, status, best, presets."""
+"""The ``stepsize`` command: launch, status, best, presets, ui."""
 
 from __future__ import annotations
 
@@ -46,6 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     best.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format")
 
     sub.add_parser("presets", help="list the search-space presets")
+
+    find = sub.add_parser("lr-find", help="run the LR range test on a study's workload and suggest an LR")
+    find.add_argument("study", help="path of the study YAML file")
+    find.add_argument("--batch-size", type=int, dest="batch_size", help="batch size (default: the study's)")
+    find.add_argument("--min-lr", type=float, dest="min_lr", help="ramp start (default: the space's low LR)")
+    find.add_argument("--max-lr", type=float, dest="max_lr", help="ramp end (default: 10x the space's high LR)")
+    find.add_argument("--num-steps", type=int, dest="num_steps", help="steps (default and at most: one epoch)")
+    find.add_argument("--mode", choices=("exponential", "linear"), default="exponential", help="ramp shape")
+    find.add_argument("--seed", type=int, help="seed (default: the study's)")
+    find.add_argument("--plot", default="lr_range.png", help="where to save the loss-vs-LR plot (default %(default)s)")
+    find.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+    ui = sub.add_parser("ui", help="open the study's MLflow record in the MLflow UI (on 127.0.0.1)")
+    ui.add_argument("name", help="study name")
+    ui.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)")
+    ui.add_argument("--port", type=int, default=5000, help="port for the UI (default %(default)s)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="loopback address to listen on (default %(default)s); reach it remotely through an SSH tunnel")
     return parser
 
 
@@ -137,6 +155,36 @@ def _best(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr_find(args: argparse.Namespace) -> int:
+    from orchestrator.lr_bounds import find_lr
+    from orchestrator.lr_finder import plot_lr_range
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(args.study, seed=args.seed)
+    try:
+        result = find_lr(spec, batch_size=args.batch_size, min_lr=args.min_lr, max_lr=args.max_lr,
+                         num_steps=args.num_steps, mode=args.mode)
+    except (ValueError, LookupError) as exc:
+        print(f"stepsize: lr-find: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    plot = plot_lr_range(result, args.plot, title=f"LR range test: {spec.name}")
+    if args.json:
+        print(json.dumps({**result.to_dict(), "plot": plot}, indent=2))
+        return 0
+    steps = f"{result.num_steps} steps" + (f" of a {result.steps_per_epoch}-batch epoch" if result.steps_per_epoch else "")
+    print(f"ramp {result.min_lr:.3g} -> {result.max_lr:.3g} ({result.mode}), {steps}; {result.stop_reason}")
+    if result.suggested_lr is None:
+        print("no suggestion: " + "; ".join(result.notes))
+        return 1
+    low, high = result.bounds
+    print(f"suggested learning_rate: {result.suggested_lr:.4g}")
+    print(f"suggested search range: [{low:.4g}, {high:.4g}]" + ("" if result.confident else " (not confident)"))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"plot: {plot}")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     from search_spaces import available_presets, preset_mapping
 
@@ -146,7 +194,17 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"launch": _launch, "status": _status, "best": _best, "presets": _presets}
+def _ui(args: argparse.Namespace) -> int:
+    from orchestrator.tracking.ui import serve
+
+    try:
+        return serve(args.name, args.storage, host=args.host, port=args.port)
+    except ValueError as exc:
+        print(f"stepsize: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+_COMMANDS = {"launch": _launch, "status": _status, "best": _best, "presets": _presets, "lr-find": _lr_find, "ui": _ui}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from orchestrator.spec import StudySpec
-from orchestrator.study import StudySummary, create_study, summarize
+from orchestrator.study import StudySummary, create_study, refuse_existing_study, summarize
 from orchestrator.workloads import resolve_workload
 
 # Tune's per-trial CSV/JSON/TensorBoard files are not needed: Optuna holds the study and MLflow
@@ -72,19 +72,31 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
 
     from ray import tune
 
+    from orchestrator.lr_bounds import auto_lr_bounds, lr_range_summary, save_lr_range
     from orchestrator.progress import ProgressView
     from orchestrator.samplers import grid_size
     from orchestrator.schedulers import build_trial_scheduler
     from orchestrator.searcher import FailureRelay, OptunaStudySearcher
+    from orchestrator.tracking import start_recording
     from orchestrator.trainable import make_trainable
 
-    study = create_study(spec)
     ensure_ray(spec.address, verbose)
+    lr_record = None
+    if spec.lr_bounds == "auto":
+        refuse_existing_study(spec)  # before spending the range test on a name that is taken
+        spec, lr_record = auto_lr_bounds(spec)
+        if not quiet:
+            print(lr_range_summary(lr_record), file=stream or sys.stderr)
+    study = create_study(spec)
+    if lr_record is not None:
+        save_lr_range(study, spec, lr_record, _results_path(spec.results_dir))
     trials = spec.budget.trials
     if spec.sampler.name == "grid":
         trials = min(trials, grid_size(spec))  # each grid point once, even with trials running
     searcher = OptunaStudySearcher(study, spec, max_new_trials=trials)
-    callbacks: list[tune.Callback] = [FailureRelay(searcher)]
+    recorder = start_recording(study, spec)  # MLflow: parent run now, a child run per trial
+    # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
+    callbacks: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
     if not quiet:
         callbacks.append(ProgressView(searcher.progress, spec.objective.metric, stream or sys.stderr))
     tuner = tune.Tuner(
@@ -110,6 +122,7 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
         tuner.fit()
     finally:
         searcher.end_live_trials()
+        recorder.finish(study, spec)
     return summarize(study, spec)
 
 

@@ -109,7 +109,10 @@ def make_trainable(spec: StudySpec) -> Any:
     runtime = TrialRuntime.from_spec(spec)
 
     def trial(config: dict[str, Any]) -> None:
-        run_trial(config, runtime, tune.report)
+        import ray
+
+        gpu_ids = ",".join(str(i) for i in ray.get_gpu_ids())
+        run_trial(config, runtime, lambda metrics: tune.report({**metrics, "gpu_ids": gpu_ids}))
 
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpu}
     return tune.with_resources(trial, resources)

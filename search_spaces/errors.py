@@ -25,3 +25,6 @@ class SpaceError(ValueError):
         if hint:
             message += f" {hint}"
         super().__init__(message)
+
+    def __reduce__(self):  # keep field, value and hint when Ray ships the error between processes
+        return (type(self), (self.field, self.value, self.accepted, self.hint))

@@ -45,6 +45,7 @@ def study_spec(tmp_path: Path, **fields):
         "budget": {"trials": 6, "max_epochs": 4},
         "concurrency": 2,
         "storage": f"sqlite:///{tmp_path}/optuna.db",
+        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
         "results_dir": str(tmp_path / "ray"),
     }
     data.update(fields)

@@ -37,7 +37,7 @@ def test_example_study_40_trials_meets_the_acceptance_bar(tmp_path):
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and all(t.intermediate_values for t in pruned)
-    accuracy = max(t.user_attrs["final_metrics"]["val_accuracy"] for t in trials)
+    accuracy = max(t.user_attrs["final_metrics"].get("val_accuracy", 0.0) for t in trials)  # diverged: none
     assert accuracy >= 0.95
 
     status = _run(["status", "digits", "--json"], cwd=tmp_path)

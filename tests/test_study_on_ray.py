@@ -190,3 +190,8 @@ def test_lr_bounds_auto_runs_the_range_test_first_and_records_it(tmp_path):
     assert all(low <= t.params["learning_rate"] <= high for t in study.trials)
     assert record["result"]["num_steps"] <= record["result"]["steps_per_epoch"]
     assert (tmp_path / "ray" / spec.name / "lr_range.png").stat().st_size > 10_000
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(spec.tracking_uri)
+    plots = {a.path for a in client.list_artifacts(study.user_attrs["stepsize.mlflow_parent_run_id"], "plots")}
+    assert {"plots/lr_range_test.png", "plots/lr_range_test.json"} <= plots  # the curve is on the study's record

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""How fast the digits CNN trains on this machine with 1 or 2 trainings at once, no orchestrator.
+
+The floor for any 2-slot orchestrator: two single-thread trainings at once (what stepsize and
+Ray Tune run with concurrency 2 and 1 CPU per trial) against one training alone with 1 thread
+and with torch's default threads (what plain Optuna runs). Each training is the built-in
+workload's code (``orchestrator.workloads.digits._train``) for ``--epochs`` epochs at a fixed
+configuration; the median epoch time per batch size is printed and written as JSON.
+
+    .venv/bin/python bench/parallel_scaling.py [--epochs 15] [--out bench/results/parallel_scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import time
+from pathlib import Path
+
+BATCH_SIZES = (16, 64, 256)
+
+
+def _train(threads: int, batch_size: int, epochs: int, start_at: float, queue: "mp.Queue") -> None:
+    import torch
+
+    from orchestrator.context import TrialContext
+    from orchestrator.workloads.digits import _train as train, load_digits_split
+
+    if threads:
+        torch.set_num_threads(threads)
+    load_digits_split(0)
+    times: list[float] = []
+    context = TrialContext(number=0, max_epochs=epochs, seed=0, _sink=lambda m: times.append(m["epoch_time_s"]))
+    context.guard.loss_factor = None
+    while time.time() < start_at:  # start together
+        time.sleep(0.005)
+    train("cnn", {"learning_rate": 0.01, "batch_size": batch_size, "momentum": 0.9}, context)
+    queue.put(times[1:])  # the first epoch warms up
+
+
+def measure(processes: int, threads: int, batch_size: int, epochs: int) -> float:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    start_at = time.time() + 3.0
+    procs = [ctx.Process(target=_train, args=(threads, batch_size, epochs, start_at, queue)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    times = [t for _ in procs for t in queue.get()]
+    for p in procs:
+        p.join()
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "parallel_scaling.json"))
+    args = parser.parse_args()
+    setups = {
+        "1 process, 1 thread": (1, 1),
+        "1 process, default threads": (1, 0),
+        "2 processes, 1 thread each": (2, 1),
+    }
+    results: dict[str, dict[str, float]] = {}
+    for name, (procs, threads) in setups.items():
+        results[name] = {str(bs): measure(procs, threads, bs, args.epochs) for bs in BATCH_SIZES}
+    print("| setup | " + " | ".join(f"batch {bs}: median epoch s" for bs in BATCH_SIZES) + " | epochs/s (all processes, batch 64) |")
+    print("|---|" + "---|" * (len(BATCH_SIZES) + 1))
+    for name, (procs, _) in setups.items():
+        row = results[name]
+        print(f"| {name} | " + " | ".join(f"{row[str(bs)]:.3f}" for bs in BATCH_SIZES) + f" | {procs / row['64']:.1f} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"cores": os.cpu_count(), "epochs": args.epochs, "median_epoch_s": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

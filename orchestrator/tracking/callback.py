@@ -1,0 +1,177 @@
+"""The Ray Tune callback that records each trial as a child run of the study's parent run.
+
+It runs on the driver only (trials report to Tune and nothing else) and only turns Tune's events
+into records in a buffer; the flusher thread writes them in batches. Per trial:
+
+- start: the run ``trial-NNN`` (NNN = Optuna trial number), nested under the parent, tagged with
+  the trial number and Ray trial id, with the configuration as params;
+- each result: the numeric metrics the workload reported, at step = the epoch (Tune's
+  ``training_iteration``, which is also the step of Optuna's intermediate values); the first
+  result adds the node (``node_ip``, ``hostname``), the GPU ids when the result carries
+  ``gpu_ids``, and the effective learning rate when it carries ``effective_learning_rate``;
+- end: the tag ``stepsize.status`` with the reason the searcher told Optuna (completed / pruned
+  at epoch N / diverged ... / failed: ...), ``stepsize.state`` with the Optuna state, and the run
+  ended as FINISHED, KILLED (stopped early) or FAILED. Tune calls the searcher before its
+  callbacks, so the Optuna trial is already told when this callback reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ray.tune import Callback
+
+from orchestrator.tracking import naming, records
+from orchestrator.tracking._values import numeric, params
+
+logger = logging.getLogger("orchestrator.tracking")
+
+TRIAL_NUMBER_KEY = "_trial_number"  # as orchestrator.trainable puts it in each trial's config
+EPOCH_KEY = "training_iteration"
+EFFECTIVE_LR_KEY = "effective_learning_rate"
+# What Tune adds to every result, and the workload's keys that are not per-epoch metrics.
+_NOT_METRICS = {
+    "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
+    "iterations_since_restore", "pid", "done", "trial_id", "should_checkpoint", "checkpoint_dir_name",
+    "epoch", "node_ip", "hostname", "date", "experiment_tag", "config", "gpu_ids", "diverged",
+}
+DIVERGED_KEY = "diverged"  # as orchestrator.divergence marks the report of a diverged trial
+
+StatusSource = Callable[[int], "naming.TrialStatus | None"]
+
+
+class TrackingCallback(Callback):
+    """Tune events -> MLflow records for the trials of one study.
+
+    Args:
+        sink: takes records (``StudyRecorder.add``).
+        status_of: Optuna trial number -> its :class:`~orchestrator.tracking.naming.TrialStatus`
+            (None when unknown).
+        objective: the objective metric; in the report of a diverged trial its value is a
+            penalty for the sampler, not a measurement, and is left out (the penalty is recorded
+            as ``divergence_penalty``).
+        on_end: called after a trial's end (and Tune's) is recorded: flush soon.
+    """
+
+    def __init__(
+        self,
+        sink: Callable[..., None],
+        status_of: StatusSource,
+        objective: str | None = None,
+        on_end: Callable[[], None] | None = None,
+    ):
+        self._sink = sink
+        self._status_of = status_of
+        self._objective = objective
+        self._on_end = on_end
+        self.started: set[int] = set()
+        self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
+        self._described: set[int] = set()  # trials whose node / GPU / effective LR were recorded
+        self.ended: dict[int, str] = {}  # trial number -> Optuna state recorded at its end
+
+    # Tune pickles its run config (callbacks included) into the experiment folder; the recorder
+    # (threads, clients) stays out of it and an unpickled copy records nothing.
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._sink = lambda *records: None
+        self._status_of = lambda number: None
+        self._objective = None
+        self._on_end = None
+        self._numbers, self._described, self.ended, self.started = {}, set(), {}, set()
+
+    # -- Tune hooks ----------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        try:
+            number = self._number(trial)
+            config = {k: v for k, v in dict(trial.config).items() if not str(k).startswith("_")}
+            tags = {naming.RAY_TRIAL_ID_TAG: str(trial.trial_id), naming.TRIAL_NUMBER_TAG: str(number),
+                    naming.STATE_TAG: "RUNNING", naming.STATUS_TAG: "running"}
+            ref = naming.trial_ref(number)
+            self.started.add(number)
+            self._sink(records.open_run(ref, naming.trial_run_name(number), tags), records.params(ref, params(config)))
+        except Exception:  # noqa: BLE001 - recording must never stop a study
+            logger.debug("MLflow record of trial start failed", exc_info=True)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        try:
+            self._result(trial, result)
+        except Exception:  # noqa: BLE001
+            logger.debug("MLflow record of a result failed", exc_info=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, error=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Tune is done; the study's end (reconciliation, best, plots) is recorded by
+        # StudyRecorder.finish once the searcher has told Optuna about the trials still live.
+        if self._on_end is not None:
+            self._on_end()
+
+    # -- records -------------------------------------------------------------------------------
+    def _number(self, trial: Any) -> int:
+        trial_id = str(trial.trial_id)
+        if trial_id not in self._numbers:
+            number = dict(getattr(trial, "config", None) or {}).get(TRIAL_NUMBER_KEY)
+            self._numbers[trial_id] = int(number) if number is not None else len(self._numbers)
+        return self._numbers[trial_id]
+
+    def _result(self, trial: Any, result: dict) -> None:
+        step = result.get(EPOCH_KEY)
+        if step is None:
+            return
+        number = self._number(trial)
+        ref = naming.trial_ref(number)
+        values = {k: float(v) for k, v in result.items() if k not in _NOT_METRICS and numeric(v)}
+        if result.get(DIVERGED_KEY) and self._objective:
+            values.pop(self._objective, None)
+        out = []
+        if number not in self._described:
+            self._described.add(number)
+            out.extend(self._description(ref, trial, result))
+        if values:
+            out.append(records.metrics(ref, int(step), values))
+        if out:
+            self._sink(*out)
+
+    def _description(self, ref: str, trial: Any, result: dict) -> list[records.Record]:
+        tags = {}
+        if result.get("node_ip"):
+            tags[naming.NODE_IP_TAG] = str(result["node_ip"])
+        if result.get("hostname"):
+            tags[naming.HOSTNAME_TAG] = str(result["hostname"])
+        gpu_ids = result.get("gpu_ids")
+        if gpu_ids is not None:
+            tags[naming.GPU_IDS_TAG] = ",".join(map(str, gpu_ids)) if isinstance(gpu_ids, (list, tuple)) else str(gpu_ids)
+        out = [records.tags(ref, tags)] if tags else []
+        config = dict(getattr(trial, "config", None) or {})
+        if EFFECTIVE_LR_KEY not in config and numeric(result.get(EFFECTIVE_LR_KEY)):
+            out.append(records.params(ref, {EFFECTIVE_LR_KEY: repr(float(result[EFFECTIVE_LR_KEY]))}))
+        return out
+
+    def _end(self, trial: Any, error: bool) -> None:
+        try:
+            number = self._number(trial)
+            status = self._status_of(number)
+            if status is None or not status.finished:
+                # Not told yet (it will be at the study's end); record what Tune says meanwhile.
+                status = naming.TrialStatus("FAIL" if error else "RUNNING", "failed" if error else "ended")
+            self.record_end(number, status)
+        except Exception:  # noqa: BLE001
+            logger.debug("MLflow record of a trial end failed", exc_info=True)
+
+    def record_end(self, number: int, status: "naming.TrialStatus") -> None:
+        """Status tags, and the run ended when the trial's Optuna state is final."""
+        ref = naming.trial_ref(number)
+        out = [records.tags(ref, {naming.STATUS_TAG: status.text, naming.STATE_TAG: status.state})]
+        if status.finished:
+            out.append(records.close(ref, status.run_status))
+            self.ended[number] = status.state
+        self._sink(*out)
+        if self._on_end is not None:
+            self._on_end()

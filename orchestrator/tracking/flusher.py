@@ -1,0 +1,120 @@
+"""The flusher: a driver thread that moves records from the buffer (and the spool) into MLflow,
+so Tune's event loop never waits on the tracking store.
+
+It flushes every ``interval_s`` seconds, as soon as ``batch_results`` per-epoch records are
+waiting, when asked (a trial ended), and once more when stopped. While the store is unreachable
+each flush appends the new records to the spool on disk and the next flush tries again; the
+warning is given once per outage, not per record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from orchestrator.tracking.buffer import RecordBuffer
+from orchestrator.tracking.naming import display_uri
+from orchestrator.tracking.spool import Spool
+from orchestrator.tracking.writer import MlflowWriter, TrackingUnavailable
+
+logger = logging.getLogger("orchestrator.tracking")
+
+DEFAULT_INTERVAL_S = 5.0
+DEFAULT_BATCH_RESULTS = 200
+
+
+class Flusher:
+    def __init__(
+        self,
+        buffer: RecordBuffer,
+        writer: MlflowWriter,
+        spool: Spool,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        batch_results: int = DEFAULT_BATCH_RESULTS,
+    ):
+        self.buffer = buffer
+        self.writer = writer
+        self.spool = spool
+        self.interval_s = interval_s
+        self.batch_results = batch_results
+        self.outage: str | None = None  # why the store is unreachable, while it is
+        self.outages = 0  # outages warned about
+        self.flushes = 0
+        self._lock = threading.Lock()  # one flush at a time
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- thread ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="stepsize-mlflow", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        """Stop the thread after its current flush (the caller flushes what is left)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("MLflow writer still busy after %.0f s; leaving it", timeout_s)
+            self._thread = None
+
+    def request(self) -> None:
+        """Flush soon (from the thread), without waiting."""
+        self._wake.set()
+
+    def added(self, waiting_results: int) -> None:
+        """Called after records were buffered: wake the thread when enough results wait."""
+        if waiting_results >= self.batch_results:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self.flush()
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    # -- one flush -------------------------------------------------------------------------------
+    def flush(self) -> bool:
+        """Write what waits (the spool first, then the buffer); True when nothing is left over."""
+        with self._lock:
+            new = self.buffer.drain()
+            spooled_before = self.spool.path.is_file()
+            if not new and not spooled_before:
+                return True
+            self.flushes += 1
+            if spooled_before and not self.writer.reachable():
+                self._down(new, "its /health does not answer")
+                return False
+            spooled = self.spool.load() if spooled_before else []
+            try:
+                self.writer.apply(spooled + new)
+            except TrackingUnavailable as exc:
+                self._down(new, str(exc))
+                return False
+            except Exception as exc:  # noqa: BLE001 - a bug here must not lose records or stop the study
+                logger.exception("MLflow writer failed; records kept in %s", self.spool.path)
+                self._down(new, f"{type(exc).__name__}: {exc}")
+                return False
+            if spooled_before:
+                self.spool.clear()
+            self._up(len(spooled))
+            return True
+
+    def _down(self, new: list, reason: str) -> None:
+        self.spool.append(new)
+        if self.outage is None:
+            self.outage = reason
+            self.outages += 1
+            logger.warning(
+                "MLflow tracking at %s is unreachable (%s); the study goes on and its records wait in %s "
+                "until it is back.", display_uri(self.writer.tracking_uri), reason, self.spool.path,
+            )
+
+    def _up(self, sent: int) -> None:
+        if self.outage is not None:
+            self.outage = None
+            logger.warning("MLflow tracking at %s is reachable again; %d records kept meanwhile were written.",
+                           display_uri(self.writer.tracking_uri), sent)

@@ -1,0 +1,139 @@
+"""Names in the MLflow record: experiment and run names, tag keys, Optuna study attributes, and
+how an Optuna trial's end reads as a run status."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Optuna study user attributes (the study is the source of truth; these point into MLflow).
+PARENT_RUN_ATTR = "stepsize.mlflow_parent_run_id"
+STUDY_KEY_ATTR = "stepsize.mlflow_study_key"
+TRACKING_URI_ATTR = "stepsize.mlflow_tracking_uri"
+EXPERIMENT_ATTR = "stepsize.mlflow_experiment"
+
+# Run tags.
+PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+ROLE_TAG = "stepsize.role"  # "study" on the parent, "trial" on each child
+STUDY_TAG = "stepsize.study"
+STUDY_KEY_TAG = "stepsize.study_key"
+TRIAL_NUMBER_TAG = "stepsize.trial_number"
+RAY_TRIAL_ID_TAG = "stepsize.ray_trial_id"
+STATUS_TAG = "stepsize.status"  # completed / pruned at epoch N / diverged in epoch N: ... / failed: ...
+STATE_TAG = "stepsize.state"  # the Optuna state: COMPLETE, PRUNED, FAIL, RUNNING
+NODE_IP_TAG = "stepsize.node_ip"
+HOSTNAME_TAG = "stepsize.hostname"
+GPU_IDS_TAG = "stepsize.gpu_ids"
+BEST_TAG = "stepsize.best"  # "true" on the best trial's run
+BEST_TRIAL_TAG = "stepsize.best_trial"  # on the parent: the best trial's number
+BEST_RUN_TAG = "stepsize.best_run_id"  # on the parent: the best trial's run id
+
+# References to runs inside records (the writer maps them to run ids).
+PARENT_REF = "parent"
+EXPERIMENT_ENV = "STEPSIZE_MLFLOW_EXPERIMENT"
+
+
+def trial_ref(number: int) -> str:
+    return f"trial:{int(number)}"
+
+
+def ref_number(ref: str) -> int | None:
+    """The trial number in a ``trial:N`` reference (None for the parent)."""
+    return int(ref.split(":", 1)[1]) if ref.startswith("trial:") else None
+
+
+def trial_run_name(number: int) -> str:
+    """``trial-007`` for Optuna trial 7 (three digits at least)."""
+    return f"trial-{int(number):03d}"
+
+
+def experiment_name(study_name: str, override: str | None = None) -> str:
+    """The experiment holding a study's runs: ``override``, else $STEPSIZE_MLFLOW_EXPERIMENT,
+    else the study's name."""
+    return override or os.environ.get(EXPERIMENT_ENV) or study_name
+
+
+def new_study_key() -> str:
+    """A key that tells this study's parent run apart from another study's of the same name."""
+    return uuid.uuid4().hex
+
+
+def absolute_tracking_uri(uri: str, base: str | os.PathLike[str] | None = None) -> str:
+    """A relative SQLite URI (``sqlite:///mlflow.db``) made absolute against ``base`` (the working
+    folder by default), so the record can be found again from any folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(os.path.expanduser(uri[len(prefix):]))
+        if not path.is_absolute():
+            path = Path(base or os.getcwd()) / path
+        return prefix + str(path.resolve())
+    return uri
+
+
+def is_http(uri: str) -> bool:
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(os.path.expanduser(uri[len("sqlite:///"):]))
+    return None
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite tracking file (MLflow's default
+    is ``./mlruns`` relative to whichever folder the process runs in); the server decides for a
+    remote tracking URI."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    folder = path.resolve().parent / "mlartifacts" / _safe(experiment)
+    return folder.as_uri()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "experiment"
+
+
+@dataclass(frozen=True)
+class TrialStatus:
+    """How an Optuna trial ended, as the run shows it."""
+
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    text: str  # the stepsize.status tag
+
+    @property
+    def run_status(self) -> str:
+        """MLflow's run status: FINISHED for a completed trial, KILLED for a pruned or diverged one
+        (stopped early), FAILED for a failed one, RUNNING while it runs."""
+        return {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}.get(self.state, "RUNNING")
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETE", "PRUNED", "FAIL")
+
+
+def trial_status(trial: Any) -> TrialStatus:
+    """The status of an Optuna ``FrozenTrial``: its state, and the stop reason the searcher left in
+    ``user_attrs["stop_reason"]`` (completed / pruned at epoch N / diverged ... / failed: ...)."""
+    state = trial.state.name
+    reason = trial.user_attrs.get("stop_reason")
+    if not reason:
+        reason = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}.get(
+            state, state.lower()
+        )
+    return TrialStatus(state, str(reason))
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without a password (``http://user:secret@host`` -> ``http://user:***@host``)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

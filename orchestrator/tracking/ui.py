@@ -1,0 +1,139 @@
+"""``stepsize ui NAME``: the MLflow UI on a study's tracking store, bound to this machine.
+
+The UI has no authentication, so it listens on a loopback address only; reach it from elsewhere
+through an SSH tunnel (``ssh -L 5000:127.0.0.1:5000 user@host``), never by exposing it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import TextIO
+
+from orchestrator.tracking import naming
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """Where a study's record is: tracking URI, experiment and parent run."""
+
+    study: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+    def fragment(self) -> str:
+        return f"#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
+
+    def url(self, base: str) -> str:
+        return f"{base.rstrip('/')}/{self.fragment()}"
+
+
+def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyRecord:
+    """The study's record, after writing whatever its spool still holds. LookupError when the
+    study has none yet."""
+    from mlflow import MlflowClient
+
+    from orchestrator.study import load_study
+    from orchestrator.tracking.recorder import replay_spool
+
+    study, spec = load_study(name, storage)
+    replayed = replay_spool(study, spec)
+    if replayed is not None and out is not None:
+        state = "written" if replayed else "still waiting (tracking store unreachable)"
+        print(f"records kept during a tracking outage: {state}", file=out)
+    attrs = study.user_attrs
+    uri = attrs.get(naming.TRACKING_URI_ATTR) or naming.absolute_tracking_uri(spec.tracking_uri)
+    parent = attrs.get(naming.PARENT_RUN_ATTR)
+    if not parent:
+        raise LookupError(f"study {name!r} has no MLflow record in {naming.display_uri(uri)} yet")
+    run = MlflowClient(tracking_uri=uri).get_run(parent)
+    return StudyRecord(name, uri, run.info.experiment_id, parent)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_healthy(base: str, process: subprocess.Popen, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+            "--host", host, "--port", str(port), "--workers", "1", "--uvicorn-opts", "--no-access-log"]
+
+
+def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, out: TextIO = sys.stdout) -> int:
+    """Start ``mlflow ui`` on the study's tracking store, print the parent run's URL, and wait
+    until interrupted. A study recorded on a remote tracking server: print its URL there."""
+    if not is_loopback(host):
+        raise ValueError(
+            f"--host {host} would expose the MLflow UI, which has no authentication, beyond this machine; "
+            f"use 127.0.0.1 and an SSH tunnel from yours: ssh -L {port}:127.0.0.1:{port} USER@THIS_HOST"
+        )
+    record = find_record(name, storage, out)
+    if naming.is_http(record.tracking_uri):
+        print(f"study {name} is recorded on the tracking server {naming.display_uri(record.tracking_uri)}:", file=out)
+        print(record.url(naming.display_uri(record.tracking_uri)), file=out)
+        return 0
+    if not _port_free(host, port):
+        raise ValueError(f"port {port} on {host} is in use; pass another with --port")
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    process = subprocess.Popen(ui_command(record.tracking_uri, host, port))
+    if threading.current_thread() is threading.main_thread():
+        # `kill` ends the UI too, not only this command.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        if not _wait_healthy(base, process, START_TIMEOUT_S):
+            process.terminate()
+            raise RuntimeError(f"mlflow ui did not start on {base} (exit code {process.poll()})")
+        print(f"MLflow UI for study {name}: {record.url(base)}", file=out, flush=True)
+        print(f"(listening on {host} only; from another machine: ssh -L {port}:{host}:{port} USER@THIS_HOST, "
+              "then open the same URL there. Ctrl-C stops it.)", file=out, flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
