@@ -540,7 +540,7 @@ def _patch_lazy_trial_flush(rec: Recorder) -> None:
     """MLflow records are written on the flusher's interval only, not as soon as a trial ends."""
     from orchestrator.tracking.recorder import StudyRecorder
 
-    def _trial_ended(self: Any, number: int) -> None:
+    def _trial_ended(self: Any, *args: Any) -> None:
         if self._study is not None:
             self._save_parent(self._study)
 
