@@ -30,10 +30,13 @@ statement of the subprocess, before any heavy import):
   the window and the number of cores. Read from /proc/<pid>/stat (utime+stime+cutime+cstime) of
   every process in the tree, sampled every 0.25 s by a thread in the subprocess, keeping each
   process's last value (a process that ends mid-window loses at most 0.25 s). The machine-wide busy share over the
-  same window (/proc/stat) is reported too. The parent also reports RUSAGE_CHILDREN for the
-  whole subprocess (it makes itself a child subreaper so orphaned Ray processes are reaped by it).
+  same window (/proc/stat) is reported too. The parent also records RUSAGE_CHILDREN for the
+  whole subprocess in the JSON (it makes itself a child subreaper so orphaned Ray processes are
+  reaped by it); for the Ray runs it undercounts (processes killed at shutdown are not all
+  reaped through the chain), so the /proc figure is the one reported.
 * epochs trained (sum over trials), the sum of per-epoch training time the workload measured
-  (``epoch_time_s``), trials COMPLETE / PRUNED (diverged trials are counted as PRUNED, as stepsize
+  (``epoch_time_s``); the compute floor (that sum / concurrent slots: the wall time a runner with
+  no overhead would need) and the overhead (wall after start-up - floor); trials COMPLETE / PRUNED (diverged trials are counted as PRUNED, as stepsize
   tells them, and also shown separately), and the best trial's final val_loss / val_accuracy
   (among trials that trained all epochs).
 
@@ -43,11 +46,20 @@ Usage::
     .venv/bin/python bench/digits_overhead.py                 # 40 trials x 20 epochs
     .venv/bin/python bench/digits_overhead.py --variants stepsize --env TUNE_GLOBAL_CHECKPOINT_S=1000
 
+On a machine shared with other work use ``--nice -20`` (root; the variants' processes, and Ray's
+workers, which Ray starts 15 niceness steps below the driver, get priority) and ``--wait-idle``
+(wait for an idle machine before each variant); the "other load" column shows CPU used outside
+the measured process tree. ``--repeat N`` runs N rounds and shows the median run.
+
 Investigation options (not needed for the comparison): ``--env KEY=VALUE`` sets an environment
 variable in the subprocesses, ``--patch NAME`` applies a named monkeypatch in the stepsize
-subprocess (see ``PATCHES``), ``--probe`` runs stepsize with a workload that wraps the built-in
-digits CNN and adds the worker's send time to each report (per-result latency), ``--profile``
-runs the subprocess under cProfile and keeps the top functions.
+subprocess (see ``PATCHES``: no_plots, lazy_trial_flush, sqlite_wal, async_report,
+no_experiment_checkpoint, inmemory_storage, suggest_ahead, concurrency3, no_runtime_env,
+fix_result_buffering), ``--probe`` runs stepsize with a workload that wraps the built-in digits
+CNN and adds the worker's send time to each report (per-result latency), ``--profile`` runs the
+subprocess under cProfile and keeps the top functions. ``--variants optuna_1t`` adds plain Optuna
+with torch limited to one thread. Results of such runs: ``bench/results/digits_overhead_changes.json``
+and ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -264,6 +276,9 @@ class Recorder:
             "slots": self.slots,
             # slot-seconds not spent inside an epoch, per epoch trained
             "idle_slot_s_per_epoch": (self.slots * wall_after - epoch_compute) / max(1, len(rows)),
+            # the wall time a runner without overhead would need for these epochs at this speed
+            "compute_floor_s": epoch_compute / self.slots,
+            "overhead_s": wall_after - epoch_compute / self.slots,
         }
         if "fit_end_at" in self.marks:
             out["after_fit_s"] = end - self.marks["fit_end_at"]  # e.g. stepsize's end-of-study records
@@ -346,6 +361,10 @@ class Recorder:
                         best = (last["val_loss"], last["val_accuracy"], trial)
             else:
                 pruned += 1
+                diverged += outcome == "DIVERGED"
+        for trial, outcome in self.trial_outcome.items():  # ended before its first report
+            if trial not in by_trial and outcome in ("PRUNED", "DIVERGED", "FAIL"):
+                pruned += outcome != "FAIL"
                 diverged += outcome == "DIVERGED"
         out.update(complete=complete, pruned=pruned, diverged=diverged)
         out["best_val_loss"] = best[0] if best else None
@@ -547,6 +566,24 @@ def _patch_lazy_trial_flush(rec: Recorder) -> None:
     StudyRecorder._trial_ended = _trial_ended
 
 
+def _patch_fix_result_buffering(rec: Recorder) -> None:
+    """Ray 2.60's TuneController calls ``train_buffered(buffer_length, buffer_time_s)`` while the
+    method's signature is ``train_buffered(buffer_time_s, max_buffer_length)``, so a buffer never
+    holds more than one result (max_buffer_length < 1). This passes them in the right order;
+    use with TUNE_RESULT_BUFFER_LENGTH > 1 and TUNE_RESULT_BUFFER_MIN_TIME_S > 0."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    def _schedule_trial_train(self: Any, trial: Any) -> None:
+        buffer_length, buffer_time_s = self._maybe_buffer_training(trial)
+        method_name, args = "train", ()
+        if buffer_length > 1:
+            method_name, args = "train_buffered", (buffer_time_s, buffer_length)
+        self._schedule_trial_task(trial=trial, method_name=method_name, args=args,
+                                  on_result=self._on_training_result, on_error=self._trial_task_failure)
+
+    TuneController._schedule_trial_train = _schedule_trial_train
+
+
 def _patch_suggest_ahead(rec: Recorder) -> None:
     """Concurrency 3 on a 2-CPU cluster: the third trial is suggested ahead and waits, pending,
     for a slot (the searcher's ask is then off the path from one trial's end to the next start)."""
@@ -562,6 +599,7 @@ PATCHES = {
     "no_runtime_env": _patch_no_runtime_env,
     "suggest_ahead": _patch_suggest_ahead,
     "no_plots": _patch_no_plots,
+    "fix_result_buffering": _patch_fix_result_buffering,
     "lazy_trial_flush": _patch_lazy_trial_flush,
 }
 
@@ -1004,9 +1042,9 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
     lines = [
         "| variant | start-up s (ray.init s) | wall after start-up s | epochs | wall per epoch s | "
-        "epoch compute s (median epoch s) | CPU util after start-up | other load (cores) | "
-        "COMPLETE / PRUNED (diverged) | best val_loss | best val_accuracy |",
-        "|" + "---|" * 11,
+        "epoch compute s (median epoch s) | compute floor s | overhead s | CPU util after start-up | "
+        "other load (cores) | COMPLETE / PRUNED (diverged) | best val_loss | best val_accuracy |",
+        "|" + "---|" * 13,
     ]
     for name, runs in results.items():
         r = _median_run(runs)
@@ -1018,6 +1056,7 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
         lines.append(
             f"| {name} | {startup} | {wall} | {r['epochs']} | {r['wall_per_epoch_s']:.3f} | "
             f"{r['epoch_compute_s']:.1f} ({r['epoch_time_median_s']:.3f}) | "
+            f"{r['epoch_compute_s'] / r['slots']:.1f} | {r['wall_after_startup_s'] - r['epoch_compute_s'] / r['slots']:.1f} | "
             f"{'-' if util is None else f'{100 * util:.0f}%'} | {_fmt(r.get('other_load_cores'), 2)} | "
             f"{r['complete']} / {r['pruned']} ({r['diverged']}) | {_fmt(r['best_val_loss'], 4)} | "
             f"{_fmt(r['best_val_accuracy'], 4)} |"
