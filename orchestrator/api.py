@@ -15,13 +15,16 @@ def launch(
     quiet: bool = False,
     verbose: bool = False,
     stream: TextIO | None = None,
+    new: bool = False,
     **overrides: Any,
 ) -> StudySummary:
     """Validate and run a study to its budget; return where it ended.
 
     ``study`` is a YAML file or a :class:`StudySpec`. Overrides: ``trials``, ``max_epochs``,
     ``seed``, ``storage``, ``address``, ``concurrency``, ``results_dir``, ``tracking_uri``.
-    Raises :class:`~orchestrator.errors.SpecError` for a bad field before anything is created.
+    Raises :class:`~orchestrator.errors.SpecError` for a bad field before anything is created,
+    and :class:`~orchestrator.study.StudyExistsError` when the name is taken (``new=True``
+    names the study ``NAME-2``, ``NAME-3``... instead).
     """
     from orchestrator import runner
 
@@ -29,7 +32,28 @@ def launch(
         spec = study.with_overrides(**overrides)
     else:
         spec = load_spec(study, **overrides)
-    return runner.launch(spec, quiet=quiet, verbose=verbose, stream=stream)
+    return runner.launch(spec, quiet=quiet, verbose=verbose, stream=stream, new=new)
+
+
+def resume(
+    name: str,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    trials: int | None = None,
+    address: str | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+) -> StudySummary:
+    """Continue study ``name`` after its driver stopped (killed, machine lost, Ctrl-C).
+
+    Finished trials are kept; trials that were running run again from their last checkpoint
+    (from the start when Ray's results folder is gone); new trials fill the budget, which
+    ``trials`` can raise to extend a finished study. MLflow records continue in the same runs.
+    """
+    from orchestrator import runner
+
+    return runner.resume(name, storage, trials=trials, address=address, quiet=quiet, verbose=verbose, stream=stream)
 
 
 def status(name: str, storage: str = DEFAULT_STORAGE) -> StudySummary:

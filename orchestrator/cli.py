@@ -1,4 +1,4 @@
-"""The ``stepsize`` command: launch, status, best, presets, ui."""
+"""The ``stepsize`` command: launch, resume, status, best, presets, lr-find, ui."""
 
 from __future__ import annotations
 
@@ -34,6 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--results-dir", dest="results_dir", help="folder for Ray's trial state")
     launch.add_argument("--quiet", action="store_true", help="no live progress view (for scripts)")
     launch.add_argument("--verbose", action="store_true", help="keep Ray's own logs")
+    launch.add_argument("--new", action="store_true",
+                        help="if the study name is taken, start a fresh study named NAME-2 (the first free suffix)")
+
+    resume = sub.add_parser("resume", help="continue a study that was interrupted, or extend a finished one")
+    resume.add_argument("name", help="study name")
+    resume.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)")
+    resume.add_argument("--trials", type=int, help="raise the study's budget to this many trials in all")
+    resume.add_argument("--address", help="Ray address: auto, HOST:PORT or ray://HOST:PORT")
+    resume.add_argument("--quiet", action="store_true", help="no live progress view (for scripts)")
+    resume.add_argument("--verbose", action="store_true", help="keep Ray's own logs")
 
     status = sub.add_parser("status", help="trials by state and the best so far")
     status.add_argument("name", help="study name")
@@ -64,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="port for the UI (default %(default)s)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="loopback address to listen on (default %(default)s); reach it remotely through an SSH tunnel")
+
+    from orchestrator.cluster_cli import add_cluster_parser
+
+    add_cluster_parser(sub)
     return parser
 
 
@@ -83,13 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report_error(exc: Exception) -> int:
     from orchestrator.errors import StudyNotFoundError
+    from orchestrator.resume import StudyBusyError
     from orchestrator.study import StudyExistsError
     from search_spaces import SpaceError
 
     if isinstance(exc, SpaceError):
         print(f"stepsize: invalid study spec: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if isinstance(exc, (StudyNotFoundError, StudyExistsError, LookupError)):
+    if isinstance(exc, (StudyNotFoundError, StudyExistsError, StudyBusyError, LookupError)):
         print(f"stepsize: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
     if os.environ.get("STEPSIZE_DEBUG"):
@@ -112,7 +127,20 @@ def _launch(args: argparse.Namespace) -> int:
         address=args.address,
         concurrency=args.concurrency,
         results_dir=args.results_dir,
+        new=args.new,
     )
+    return _print_summary(summary)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from orchestrator.api import resume
+
+    summary = resume(args.name, storage=args.storage, trials=args.trials, address=args.address,
+                     quiet=args.quiet, verbose=args.verbose)
+    return _print_summary(summary)
+
+
+def _print_summary(summary: Any) -> int:
     print(_summary_text(summary))
     if summary.best_number is not None:
         print("best configuration:")
@@ -204,7 +232,14 @@ def _ui(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
-_COMMANDS = {"launch": _launch, "status": _status, "best": _best, "presets": _presets, "lr-find": _lr_find, "ui": _ui}
+def _cluster(args: argparse.Namespace) -> int:
+    from orchestrator.cluster_cli import run
+
+    return run(args)
+
+
+_COMMANDS = {"launch": _launch, "resume": _resume, "status": _status, "best": _best, "presets": _presets, "lr-find": _lr_find, "ui": _ui,
+             "cluster": _cluster}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,9 @@ class TrialContext:
         options: the study's ``workload_options``.
         cpus: CPUs reserved for the trial (torch's thread count is set to match).
         device: ``"cuda"`` when the trial was given a GPU, else ``"cpu"``.
+
+    A workload that registers its state with :meth:`restore` is checkpointed after every epoch
+    and continues where it stopped when its trial is resumed or retried.
     """
 
     number: int
@@ -30,6 +33,27 @@ class TrialContext:
     _sink: Callable[[dict[str, Any]], None] | None = None
     epoch: int = 0
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+    checkpointing: bool = False  # set by the trainable: report() then saves a checkpoint
+    restore_from: str | None = None  # a checkpoint folder to continue from
+    _objects: dict[str, Any] = field(default_factory=dict)
+
+    def restore(self, **objects: Any) -> int:
+        """Register what a checkpoint holds and load it when the trial continues; return the
+        number of epochs already done (0 for a fresh trial).
+
+        Pass the model, the optimizer, the LR schedule and any random generator the epoch loop
+        uses, e.g. ``start = trial.restore(model=model, optimizer=opt, schedule=sched,
+        generator=gen)``, then train epochs ``start + 1 .. max_epochs``. Every :meth:`report`
+        saves them with the process's random-number generators; ``model`` is also kept whole, so
+        the best trial's weights can be logged as an MLflow model.
+        """
+        from orchestrator.checkpoints import read_checkpoint
+
+        self._objects = {**objects, "divergence_guard": self.guard}
+        if self.restore_from is None:
+            return 0
+        self.epoch = read_checkpoint(self.restore_from, self._objects)
+        return self.epoch
 
     def check_loss(self, loss: Any) -> None:
         """Call with each batch's training loss (a float or a 0-d tensor).
@@ -53,7 +77,16 @@ class TrialContext:
         if self._sink is None:
             raise RuntimeError("TrialContext.report called outside a running trial")
         self.epoch = epoch
-        self._sink({"epoch": epoch, **clean})
+        if not self.checkpointing:
+            self._sink({"epoch": epoch, **clean})
+            return
+        import tempfile
+
+        from orchestrator.checkpoints import write_checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="stepsize-ckpt-") as folder:
+            write_checkpoint(folder, self._objects, self.number, epoch)
+            self._sink({"epoch": epoch, **clean}, folder)
 
 
 def _plain(value: Any) -> Any:

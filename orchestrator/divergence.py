@@ -55,6 +55,15 @@ class DivergenceGuard:
             return
         self._check_threshold(train_loss, epoch, "training loss")
 
+    def state_dict(self) -> dict[str, object]:
+        """The reference and smoothed loss, so a resumed trial keeps its threshold."""
+        return {"reference": self.reference, "first_epoch_done": self._first_epoch_done, "ema": self._ema}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.reference = state["reference"]  # type: ignore[assignment]
+        self._first_epoch_done = bool(state["first_epoch_done"])
+        self._ema = state["ema"]  # type: ignore[assignment]
+
     def penalty(self) -> float:
         """A finite, bad value to rank a diverged trial by when nothing worse is known."""
         reference = self.reference if self.reference is not None and math.isfinite(self.reference) else 1.0

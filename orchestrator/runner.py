@@ -23,6 +23,11 @@ _TUNE_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_THRESHOLD_S": "30",
     "RAY_TRAIN_V2_ENABLED": "0",
+    # Resume reads the Optuna storage and the trials' checkpoints, not Tune's experiment state:
+    # snapshot it rarely.
+    "TUNE_GLOBAL_CHECKPOINT_S": "300",
+    # A failed trial's last result carries the error, not the objective.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
 }
 
 
@@ -59,31 +64,33 @@ def default_concurrency(spec: StudySpec) -> int:
     return max(1, min(limit, spec.budget.trials))
 
 
-def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: TextIO | None = None) -> StudySummary:
+def launch(
+    spec: StudySpec,
+    quiet: bool = False,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    new: bool = False,
+) -> StudySummary:
     """Create ``spec``'s study and run it to its budget; return the summary.
 
     Everything is validated (spec, workload import, free study name) before any store is
-    written. ``quiet`` drops the live progress view; ``verbose`` keeps Ray's own logs.
+    written. ``quiet`` drops the live progress view; ``verbose`` keeps Ray's own logs; ``new``
+    names the study after the first free suffix (``NAME-2``...) when ``NAME`` is taken.
     """
-    resolve_workload(spec.workload)  # a missing module fails here, before anything is created
-    for key, value in _TUNE_ENV.items():
-        os.environ.setdefault(key, value)
-    _quiet_libraries(verbose)
+    from orchestrator.study import next_free_name
 
-    from ray import tune
+    resolve_workload(spec.workload)  # a missing module fails here, before anything is created
+    if new:
+        spec = spec.with_overrides(name=next_free_name(spec))
+    refuse_existing_study(spec)
+    _prepare(verbose)
 
     from orchestrator.lr_bounds import auto_lr_bounds, lr_range_summary, save_lr_range
-    from orchestrator.progress import ProgressView
     from orchestrator.samplers import grid_size
-    from orchestrator.schedulers import build_trial_scheduler
-    from orchestrator.searcher import FailureRelay, OptunaStudySearcher
-    from orchestrator.tracking import start_recording
-    from orchestrator.trainable import make_trainable
 
     ensure_ray(spec.address, verbose)
     lr_record = None
     if spec.lr_bounds == "auto":
-        refuse_existing_study(spec)  # before spending the range test on a name that is taken
         spec, lr_record = auto_lr_bounds(spec)
         if not quiet:
             print(lr_range_summary(lr_record), file=stream or sys.stderr)
@@ -93,8 +100,76 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
     trials = spec.budget.trials
     if spec.sampler.name == "grid":
         trials = min(trials, grid_size(spec))  # each grid point once, even with trials running
-    searcher = OptunaStudySearcher(study, spec, max_new_trials=trials)
+    return _run(study, spec, new_trials=trials, quiet=quiet, verbose=verbose, stream=stream)
+
+
+def resume(
+    name: str,
+    storage: str,
+    trials: int | None = None,
+    address: str | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+) -> StudySummary:
+    """Continue study ``name`` from its storage: trials that were running run again (from their
+    last checkpoint when Ray's results folder still has it), then new trials up to the budget;
+    ``trials`` raises the budget to extend a finished study."""
+    from orchestrator.resume import claim_driver, plan_resume
+    from orchestrator.study import load_study, store_spec
+
+    study, spec = load_study(name, storage)
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    if trials is not None and trials <= finished:
+        from orchestrator.errors import SpecError
+
+        raise SpecError("--trials", trials, f"a total above the {finished} trials study {name!r} already finished (it extends the study to that many trials)")
+    spec = spec.with_overrides(trials=trials, address=address, storage=storage)
+    resolve_workload(spec.workload)
+    claim_driver(study)
+    _prepare(verbose)
+    plan = plan_resume(study, spec, _study_folder(spec))
+    store_spec(study, spec)
+    out = stream or sys.stderr
+    if not quiet:
+        print(plan.describe(name), file=out)
+    if not plan.tickets and plan.new_trials == 0:
+        if not quiet:
+            print(f"study {name!r} has reached its budget of {spec.budget.trials} trials; "
+                  f"pass --trials N (above {plan.finished}) to extend it", file=out)
+        return summarize(study, spec)
+    ensure_ray(spec.address, verbose)
+    return _run(study, spec, new_trials=plan.new_trials, quiet=quiet, verbose=verbose, stream=stream, plan=plan)
+
+
+def _prepare(verbose: bool) -> None:
+    for key, value in _TUNE_ENV.items():
+        os.environ.setdefault(key, value)
+    _quiet_libraries(verbose)
+
+
+def _run(study, spec: StudySpec, new_trials: int, quiet: bool, verbose: bool, stream: TextIO | None, plan=None) -> StudySummary:
+    """Run ``study`` through Ray Tune: resumed trials first, then ``new_trials`` new ones."""
+    import time
+
+    from ray import tune
+
+    from orchestrator.progress import ProgressView
+    from orchestrator.resume import claim_driver
+    from orchestrator.schedulers import build_trial_scheduler, seed_scheduler
+    from orchestrator.searcher import FailureRelay, OptunaStudySearcher
+    from orchestrator.tracking import start_recording
+    from orchestrator.trainable import make_trainable
+
+    claim_driver(study)
+    tickets = plan.tickets if plan is not None else []
+    searcher = OptunaStudySearcher(study, spec, max_new_trials=new_trials, resumed=tickets)
+    scheduler = build_trial_scheduler(spec)
+    if plan is not None:
+        seed_scheduler(scheduler, plan.curves)
     recorder = start_recording(study, spec)  # MLflow: parent run now, a child run per trial
+    if plan is not None and hasattr(recorder, "backfill_objective"):
+        recorder.backfill_objective(study, spec.objective.metric)
     # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
     callbacks: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
     if not quiet:
@@ -103,8 +178,8 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
         make_trainable(spec),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=build_trial_scheduler(spec),
-            num_samples=trials,
+            scheduler=scheduler,
+            num_samples=new_trials + len(tickets),
             max_concurrent_trials=spec.concurrency or default_concurrency(spec),
             reuse_actors=True,
             time_budget_s=spec.budget.time_limit_s,
@@ -112,18 +187,31 @@ def launch(spec: StudySpec, quiet: bool = False, verbose: bool = False, stream: 
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=_results_path(spec.results_dir),
-            stop={"training_iteration": spec.budget.max_epochs},
+            stop={"epoch": spec.budget.max_epochs},
             callbacks=callbacks,
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
+    started = time.monotonic()
+    left_running = 0
     try:
         tuner.fit()
     finally:
-        searcher.end_live_trials()
+        limit = spec.budget.time_limit_s
+        timed_out = limit is not None and time.monotonic() - started >= limit * 0.95
+        left_running = searcher.end_live_trials(interrupted=not timed_out)
         recorder.finish(study, spec)
+    if left_running and not quiet:
+        print(f"stopped with {left_running} trials unfinished; continue the study with: "
+              f"stepsize resume {spec.name} --storage {spec.storage}", file=stream or sys.stderr)
     return summarize(study, spec)
+
+
+def _study_folder(spec: StudySpec) -> str:
+    """Ray Tune's folder for the study: its trials' checkpoints live under it."""
+    return os.path.join(_results_path(spec.results_dir), spec.name)
 
 
 def _results_path(results_dir: str) -> str:

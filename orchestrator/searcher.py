@@ -20,14 +20,30 @@ from ray.tune.search import Searcher
 from orchestrator.divergence import DIVERGED_KEY, PENALTY_KEY
 from orchestrator.samplers import AskTellGridSampler
 from orchestrator.spec import StudySpec
-from orchestrator.trainable import TRIAL_NUMBER_KEY, apply_lr_scaling
+from orchestrator.trainable import FAILED_KEY, TRIAL_NUMBER_KEY, apply_lr_scaling
 
-EPOCH_KEY = "training_iteration"
+EPOCH_KEY = "epoch"  # the workload's epoch count (a resumed trial continues from its checkpoint)
 # What Ray Tune adds to every result; the rest is what the workload reported.
 _TUNE_KEYS = {
     "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
     "iterations_since_restore", "pid", "done", "trial_id", "should_checkpoint", "checkpoint_dir_name",
+    FAILED_KEY,
 }
+
+
+@dataclass(frozen=True)
+class ResumeTicket:
+    """A trial that was running when the study's driver stopped, to be run again as itself.
+
+    ``config`` is what the trainable gets (with the trial number and, when one was found, the
+    checkpoint folder to continue from); ``last_epoch`` the last epoch Optuna was told.
+    """
+
+    number: int
+    storage_id: int
+    config: dict[str, Any]
+    last_epoch: int
+    checkpoint_epoch: int | None = None
 
 
 @dataclass
@@ -35,6 +51,7 @@ class SearchProgress:
     """Running counts the progress view shows; kept by the searcher as trials end."""
 
     total: int
+    resumed: int = 0
     started: int = 0
     running: int = 0
     complete: int = 0
@@ -45,6 +62,7 @@ class SearchProgress:
     best_number: int | None = None
     started_at: float = field(default_factory=time.monotonic)
     first_result_at: float | None = None
+    suggest_seconds: list[float] = field(default_factory=list)  # driver time of each suggest
 
     @property
     def finished(self) -> int:
@@ -57,10 +75,14 @@ class OptunaStudySearcher(Searcher):
     Args:
         study: the study, loaded from its storage; only the driver touches it.
         spec: the validated study spec (search space, objective, budget).
-        max_new_trials: how many trials this run may start.
+        max_new_trials: how many new trials this run may ask the sampler for.
+        resumed: trials that were running when the study was interrupted; they are handed to
+            Tune first, under their own Optuna trial numbers.
     """
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, max_new_trials: int):
+    def __init__(
+        self, study: optuna.Study, spec: StudySpec, max_new_trials: int, resumed: list[ResumeTicket] | None = None
+    ):
         super().__init__(metric=spec.objective.metric, mode=spec.objective.mode)
         self._study = study
         self._space = spec.search_space
@@ -72,12 +94,18 @@ class OptunaStudySearcher(Searcher):
         self._last_told_epoch: dict[str, int] = {}
         self._failed: dict[str, optuna.Trial] = {}
         self._worst: float | None = None  # worst finite value reported: the divergence penalty
-        self.progress = SearchProgress(total=max_new_trials)
+        self._resume_queue = list(resumed or [])
+        self._asked = 0
+        self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue))
 
     # -- Ray Tune Searcher interface -------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.progress.started >= self._max_new_trials or self._grid_exhausted():
+        if self._resume_queue:
+            return self._resume(trial_id, self._resume_queue.pop(0))
+        if self._asked >= self._max_new_trials or self._grid_exhausted():
             return Searcher.FINISHED
+        began = time.perf_counter()
+        self._asked += 1
         trial = self._study.ask()
         config = self._space.suggest(trial)
         trial.set_user_attr("ray_trial_id", trial_id)
@@ -87,6 +115,7 @@ class OptunaStudySearcher(Searcher):
         self._live[trial_id] = trial
         self.progress.started += 1
         self.progress.running += 1
+        self.progress.suggest_seconds.append(time.perf_counter() - began)
         return {**config, TRIAL_NUMBER_KEY: trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -107,6 +136,9 @@ class OptunaStudySearcher(Searcher):
         value = result.get(self._metric) if result else None
         if error:
             self._failed[trial_id] = trial  # told once FailureRelay brings the error text
+        elif result and result.get(FAILED_KEY):
+            self._failed[trial_id] = trial
+            self.tell_failure(trial_id, str(result.get("error") or "the workload raised"))
         elif epochs == 0:
             self._tell(trial, TrialState.FAIL, "failed: ended before its first report")
         elif result and (result.get(DIVERGED_KEY) or ("done" in result and not _finite(value))):
@@ -121,9 +153,20 @@ class OptunaStudySearcher(Searcher):
         elif result and result.get("done"):
             self._tell(trial, TrialState.PRUNED, f"pruned at epoch {epochs}")
         else:
-            self._tell(trial, TrialState.PRUNED, f"stopped at epoch {epochs} when the study ended")
+            self._tell(trial, TrialState.PRUNED, f"stopped at epoch {epochs} when the time limit was reached")
 
     # -- helpers ----------------------------------------------------------------------------
+    def _resume(self, trial_id: str, ticket: ResumeTicket) -> dict[str, Any]:
+        trial = optuna.trial.Trial(self._study, ticket.storage_id)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        trial.set_user_attr("resumed_from_epoch", ticket.checkpoint_epoch or 0)
+        self._live[trial_id] = trial
+        self._last_told_epoch[trial_id] = ticket.last_epoch
+        self.progress.started += 1
+        self.progress.running += 1
+        self.progress.resumed += 1
+        return dict(ticket.config)
+
     def tell_failure(self, trial_id: str, message: str) -> None:
         """Tell a trial that raised as FAIL, keeping its error text on the Optuna trial."""
         trial = self._failed.pop(trial_id, None)
@@ -135,7 +178,7 @@ class OptunaStudySearcher(Searcher):
         trial = self._live.get(trial_id)
         epoch = result.get(EPOCH_KEY)
         value = result.get(self._metric)
-        if trial is None or epoch is None or epoch <= self._last_told_epoch.get(trial_id, 0):
+        if trial is None or epoch is None or result.get(FAILED_KEY) or epoch <= self._last_told_epoch.get(trial_id, 0):
             return
         self._last_told_epoch[trial_id] = int(epoch)
         if self.progress.first_result_at is None:
@@ -173,13 +216,20 @@ class OptunaStudySearcher(Searcher):
         sampler = self._study.sampler
         return isinstance(sampler, AskTellGridSampler) and sampler.is_exhausted(self._study)
 
-    def end_live_trials(self) -> None:
-        """After Tune returns: trials still live (time limit, interruption) end as PRUNED, or
-        FAIL when they never reported; failures whose text never came are told as such."""
-        for trial_id in list(self._live):
-            self.on_trial_complete(trial_id, result=None)
+    def end_live_trials(self, interrupted: bool = False) -> int:
+        """After Tune returns: failures whose text never came are told FAIL. Trials still live
+        end as PRUNED (or FAIL when they never reported) when the study's time ran out; after an
+        interruption they stay RUNNING, for ``stepsize resume`` to run again. Returns how many
+        were left running."""
         for trial_id in list(self._failed):
             self.tell_failure(trial_id, "the trial's worker failed")
+        if interrupted:
+            left = len(self._live)
+            self._live.clear()
+            return left
+        for trial_id in list(self._live):
+            self.on_trial_complete(trial_id, result=None)
+        return 0
 
 
 class FailureRelay(Callback):

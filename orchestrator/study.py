@@ -3,6 +3,7 @@ back as a summary (trials by state, best so far) or the best configuration."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import Counter
@@ -28,18 +29,38 @@ class StudyExistsError(RuntimeError):
         self.name = name
         super().__init__(
             f"study {name!r} already exists in {storage} with {n_trials} trials; stepsize will not "
-            "mix a new launch into it. Give the study another `name` (or pass a different --storage)."
+            f"mix a new launch into it. Continue it with `stepsize resume {name}` (add --trials N to "
+            "extend it to N trials), start a fresh study beside it with `stepsize launch --new` "
+            "(named after the first free suffix), or give the study another `name`."
         )
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url`` (SQLite with a generous lock timeout)."""
+    """An Optuna RDB storage for ``url``.
+
+    SQLite gets a generous lock timeout and write-ahead logging with ``synchronous=NORMAL``: a
+    commit survives the process being killed (only a power loss can drop the last ones), and the
+    driver's writes no longer wait for an fsync each. Other databases get connection checks.
+    """
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # connections opened from now on get the pragmas
+    return storage
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _sqlite_missing(url: str) -> bool:
@@ -62,6 +83,17 @@ def refuse_existing_study(spec: StudySpec) -> None:
         raise StudyExistsError(spec.name, spec.storage, len(existing.trials))
 
 
+def next_free_name(spec: StudySpec) -> str:
+    """``spec.name`` if it is free in its storage, else the first free ``NAME-2``, ``NAME-3``..."""
+    taken = set(study_names(spec.storage))
+    if spec.name not in taken:
+        return spec.name
+    suffix = 2
+    while f"{spec.name}-{suffix}" in taken:
+        suffix += 1
+    return f"{spec.name}-{suffix}"
+
+
 def create_study(spec: StudySpec) -> optuna.Study:
     """Create ``spec``'s study in its storage, recording the spec in the study's attributes."""
     refuse_existing_study(spec)
@@ -73,6 +105,11 @@ def create_study(spec: StudySpec) -> optuna.Study:
     return study
 
 
+def store_spec(study: optuna.Study, spec: StudySpec) -> None:
+    """Record ``spec`` as the study's spec (a resume that extends the budget updates it)."""
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+
+
 def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
     """Load a study and the spec it was launched with; :class:`StudyNotFoundError` if absent."""
     names = study_names(storage_url)
@@ -80,7 +117,10 @@ def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
         raise StudyNotFoundError(name, storage_url, names)
     study = optuna.load_study(study_name=name, storage=make_storage(storage_url))
     spec = spec_from_mapping(study.user_attrs[SPEC_ATTR])
-    study.sampler = build_sampler(spec)
+    # A sampler seeded as at launch would draw its first (random) configurations again; seed it
+    # with how far the study got instead, which is as reproducible and never repeats them.
+    done = len(study.get_trials(deepcopy=False))
+    study.sampler = build_sampler(dataclasses.replace(spec, seed=spec.seed + 7919 * done) if done else spec)
     return study, spec
 
 

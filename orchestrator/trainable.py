@@ -6,6 +6,7 @@ intermediate values, scheduler decisions and records.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -14,6 +15,8 @@ from ray import tune
 from orchestrator.spec import StudySpec
 
 TRIAL_NUMBER_KEY = "_trial_number"
+RESUME_KEY = "_resume_from"  # a checkpoint folder a resumed trial continues from
+FAILED_KEY = "trial_failed"  # a result saying the workload raised; ``error`` holds the text
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class TrialRuntime:
     divergence_factor: float | None = 4.0
     lr_scaling_rule: str = "none"
     lr_reference_batch_size: int = 256
+    retry_errors: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -45,6 +49,7 @@ class TrialRuntime:
             divergence_factor=spec.divergence.loss_factor,
             lr_scaling_rule=spec.lr_scaling.rule,
             lr_reference_batch_size=spec.lr_scaling.reference_batch_size,
+            retry_errors=spec.failures.retry_errors,
             options=dict(spec.workload_options),
         )
 
@@ -65,8 +70,22 @@ def apply_lr_scaling(params: dict[str, Any], rule: str, reference_batch_size: in
             "learning_rate": scaled_learning_rate(base, batch, rule, reference_batch_size)}
 
 
-def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[dict[str, Any]], None]) -> None:
-    """Run one trial of ``runtime``'s workload with ``config``, sending each epoch to ``report``."""
+def run_trial(
+    config: dict[str, Any],
+    runtime: TrialRuntime,
+    report: Callable[..., None],
+    restore_from: str | None = None,
+    checkpointing: bool = False,
+) -> None:
+    """Run one trial of ``runtime``'s workload with ``config``, sending each epoch to ``report``.
+
+    With ``checkpointing``, ``report(metrics, folder)`` also gets a checkpoint folder each epoch
+    (when the workload registered its state); ``restore_from`` is a checkpoint to continue from.
+    A workload that raises ends the trial with a ``trial_failed`` result carrying the error,
+    unless ``runtime.retry_errors`` lets the error reach Ray Tune (which retries the trial).
+    """
+    import traceback
+
     import torch
 
     from orchestrator.context import TrialContext
@@ -87,6 +106,8 @@ def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[d
         device="cuda" if use_cuda else "cpu",
         _sink=report,
         guard=DivergenceGuard(loss_factor=runtime.divergence_factor),
+        checkpointing=checkpointing,
+        restore_from=restore_from,
     )
     try:
         resolve_workload(runtime.workload)(params, context)
@@ -102,6 +123,11 @@ def run_trial(config: dict[str, Any], runtime: TrialRuntime, report: Callable[[d
             "diverged_loss": diverged.loss,
             "diverged_reason": diverged.reason,
         })
+    except Exception:
+        if runtime.retry_errors:
+            raise
+        # Told FAIL with this text by the driver; not retried: the same code fails the same way.
+        report({"epoch": context.epoch, FAILED_KEY: 1.0, "error": traceback.format_exc()[-4000:]})
 
 
 def make_trainable(spec: StudySpec) -> Any:
@@ -112,7 +138,22 @@ def make_trainable(spec: StudySpec) -> Any:
         import ray
 
         gpu_ids = ",".join(str(i) for i in ray.get_gpu_ids())
-        run_trial(config, runtime, lambda metrics: tune.report({**metrics, "gpu_ids": gpu_ids}))
+
+        def report(metrics: dict[str, Any], folder: str | None = None) -> None:
+            checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
+            tune.report({**metrics, "gpu_ids": gpu_ids}, checkpoint=checkpoint)
+
+        run_trial(config, runtime, report, restore_from=_restore_folder(config), checkpointing=True)
 
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpu}
     return tune.with_resources(trial, resources)
+
+
+def _restore_folder(config: dict[str, Any]) -> str | None:
+    """Where this trial continues from: Ray Tune's checkpoint when Tune retries the trial after
+    its worker died, else the checkpoint ``stepsize resume`` found for it, else nowhere."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        return checkpoint.to_directory()
+    folder = config.get(RESUME_KEY)
+    return folder if folder and os.path.isdir(folder) else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import optuna
 from optuna.distributions import (
@@ -175,7 +175,42 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Parameters the built-in training loop reads, with the values it can train with.
+_KNOWN_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": (lambda v: _is_number(v) and v > 0, "learning rates above 0"),
+    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "whole batch sizes of at least 1"),
+    "momentum": (lambda v: _is_number(v) and 0 <= v <= 1, "momentum values from 0 to 1"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "weight decay values of at least 0"),
+}
+
+
+def _check_known(param: Param, where: str) -> Param:
+    """Values a known parameter cannot train with (batch size 0, a negative LR...) are refused."""
+    known = _KNOWN_RANGES.get(param.name)
+    if known is None:
+        return param
+    accepts, what = known
+    dist = param.distribution
+    if dist is None:
+        candidates = [("value", param.value)]
+    elif isinstance(dist, CategoricalDistribution):
+        candidates = [("choices", choice) for choice in dist.choices]
+    else:
+        if param.name == "batch_size" and isinstance(dist, FloatDistribution):
+            raise SpaceError(f"{where}.type", "float", "int or categorical: batch sizes are whole numbers")
+        candidates = [("low", dist.low), ("high", dist.high)]
+    for key, value in candidates:
+        if not accepts(value):
+            field_name = where if key == "value" else f"{where}.{key}"
+            raise SpaceError(field_name, value, what)
+    return param
+
+
 def _parse_param(name: str, definition: Any, where: str) -> Param:
+    return _check_known(_parse_any_param(name, definition, where), where)
+
+
+def _parse_any_param(name: str, definition: Any, where: str) -> Param:
     if not isinstance(definition, Mapping):
         if isinstance(definition, (list, tuple)):
             raise SpaceError(

@@ -50,3 +50,16 @@ def study_spec(tmp_path: Path, **fields):
     }
     data.update(fields)
     return spec_from_mapping(data)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (see tests/postgres_server.py)."""
+    from tests.postgres_server import PostgresServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    yield server
+    server.stop()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -53,6 +54,23 @@ def test_example_study_40_trials_meets_the_acceptance_bar(tmp_path):
     assert result["trial"] == study.best_trial.number
     assert result["config"] == study.best_trial.params
     assert result["value"] == study.best_value
+
+    # The best trial's weights are an MLflow model on its run, and they score as recorded.
+    import mlflow
+    import torch
+
+    from orchestrator.workloads.digits import load_digits_split
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("digits")
+    best_run = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("stepsize.best") == "true"]
+    assert len(best_run) == 1 and best_run[0].info.status == "FINISHED"
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    model = mlflow.pytorch.load_model(best_run[0].data.tags["stepsize.model_uri"])
+    _, _, x_val, y_val = load_digits_split(0)
+    with torch.no_grad():
+        accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()
+    assert accuracy == pytest.approx(study.best_trial.user_attrs["final_metrics"]["val_accuracy"], abs=1e-6)
 
 
 def test_user_workload_example_runs_from_its_folder(tmp_path):

@@ -38,3 +38,42 @@ def explodes_above_half(config: dict, trial: TrialContext) -> None:
                 loss *= 3.0
             trial.check_loss(loss)
         trial.report(train_loss=loss, val_loss=loss / 2 + abs(lr - 0.1))
+
+
+def dies_once(config: dict, trial: TrialContext) -> None:
+    """A tiny model, checkpointed every epoch. The first run of each trial kills its own worker
+    process in epoch 3; every start writes the epoch it continued from to ``<marker_dir>``."""
+    import os
+    import signal
+    from pathlib import Path
+
+    import torch
+
+    folder = Path(trial.options["marker_dir"])
+    torch.manual_seed(trial.seed)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["learning_rate"])
+    start = trial.restore(model=model, optimizer=optimizer)
+    with open(folder / f"trial-{trial.number}.starts", "a") as starts:
+        starts.write(f"{start}\n")
+    x = torch.linspace(-1, 1, 32).reshape(8, 4)
+    y = x.sum(dim=1, keepdim=True)
+    for epoch in range(start + 1, trial.max_epochs + 1):
+        if epoch == 3 and not (folder / f"trial-{trial.number}.died").exists():
+            (folder / f"trial-{trial.number}.died").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        trial.report(train_loss=loss.item(), val_loss=loss.item())
+
+
+def raises_in_epoch_two(config: dict, trial: TrialContext) -> None:
+    """Counts its attempts in ``<marker_dir>/trial-N.attempts`` and raises in epoch 2."""
+    from pathlib import Path
+
+    with open(Path(trial.options["marker_dir"]) / f"trial-{trial.number}.attempts", "a") as attempts:
+        attempts.write("1\n")
+    trial.report(val_loss=1.0, train_loss=1.0)
+    raise RuntimeError(f"bad batch in trial {trial.number}")

@@ -36,7 +36,9 @@ def train(config: dict, trial: TrialContext) -> None:
     optimizer = build_optimizer(config, model)  # SGD with the searched learning rate and momentum
     loss_fn = nn.CrossEntropyLoss()
     batch_size = int(config.get("batch_size", 32))
-    for _ in range(trial.max_epochs):
+    # Checkpointed every epoch from here on; a resumed or retried trial continues after `done`.
+    done = trial.restore(model=model, optimizer=optimizer)
+    for _ in range(done, trial.max_epochs):
         model.train()
         order = torch.randperm(len(x_tr))
         total = 0.0

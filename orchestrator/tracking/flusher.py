@@ -80,28 +80,34 @@ class Flusher:
     def flush(self) -> bool:
         """Write what waits (the spool first, then the buffer); True when nothing is left over."""
         with self._lock:
-            new = self.buffer.drain()
-            spooled_before = self.spool.path.is_file()
-            if not new and not spooled_before:
-                return True
-            self.flushes += 1
-            if spooled_before and not self.writer.reachable():
-                self._down(new, "its /health does not answer")
-                return False
-            spooled = self.spool.load() if spooled_before else []
-            try:
-                self.writer.apply(spooled + new)
-            except TrackingUnavailable as exc:
-                self._down(new, str(exc))
-                return False
-            except Exception as exc:  # noqa: BLE001 - a bug here must not lose records or stop the study
-                logger.exception("MLflow writer failed; records kept in %s", self.spool.path)
-                self._down(new, f"{type(exc).__name__}: {exc}")
-                return False
-            if spooled_before:
-                self.spool.clear()
-            self._up(len(spooled))
+            new, sealed = self.buffer.drain_sealed()
+            done = self._flush(new)
+            if sealed is not None:
+                sealed.unlink(missing_ok=True)  # its records are in MLflow or in the spool now
+            return done
+
+    def _flush(self, new: list) -> bool:
+        spooled_before = self.spool.path.is_file()
+        if not new and not spooled_before:
             return True
+        self.flushes += 1
+        if spooled_before and not self.writer.reachable():
+            self._down(new, "its /health does not answer")
+            return False
+        spooled = self.spool.load() if spooled_before else []
+        try:
+            self.writer.apply(spooled + new)
+        except TrackingUnavailable as exc:
+            self._down(new, str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001 - a bug here must not lose records or stop the study
+            logger.exception("MLflow writer failed; records kept in %s", self.spool.path)
+            self._down(new, f"{type(exc).__name__}: {exc}")
+            return False
+        if spooled_before:
+            self.spool.clear()
+        self._up(len(spooled))
+        return True
 
     def _down(self, new: list, reason: str) -> None:
         self.spool.append(new)

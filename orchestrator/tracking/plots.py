@@ -242,6 +242,20 @@ def _importances(study: Any, trials: list[FrozenTrial], metric: str, path: Path)
     _save(plot_param_importances(study, target_name=metric), path)
 
 
+def warm_up() -> None:
+    """Import the plotting libraries (seconds of imports) so the study's end does not wait on
+    them; the recorder runs this in a background thread while the trials train."""
+    try:
+        _agg_backend()
+        import matplotlib.pyplot  # noqa: F401
+        import optuna.importance  # noqa: F401
+        import optuna.visualization  # noqa: F401
+        import optuna.visualization.matplotlib  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+    except Exception:  # noqa: BLE001 - the plots report what they miss when drawn
+        logger.debug("plot libraries could not be imported ahead", exc_info=True)
+
+
 def _importance_check(trials: list[FrozenTrial]) -> None:
     done = _need_complete(trials, 2)
     names = {name for t in done for name in t.params}

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,8 @@ from ray.tune import Callback
 from orchestrator.tracking import flusher as _flusher
 from orchestrator.tracking import naming, records, study_run
 from orchestrator.tracking._values import params
-from orchestrator.tracking.buffer import RecordBuffer
+from orchestrator.tracking.best_model import MODEL_URI_TAG, best_checkpoint, log_best_model
+from orchestrator.tracking.buffer import RecordBuffer, journal_leftovers, read_journal
 from orchestrator.tracking.callback import TrackingCallback
 from orchestrator.tracking.flusher import Flusher
 from orchestrator.tracking.spool import Spool, spool_file
@@ -48,7 +50,8 @@ class StudyRecorder:
         status_of: Optuna trial number -> ``TrialStatus`` for the callback.
         objective: the objective metric's name.
         interval_s, batch_results: flush every ``interval_s`` seconds (default 5) or when that
-            many results wait (default 200), whichever comes first, and at each trial's end.
+            many results wait (default 200), whichever comes first, and at the study's end.
+            Every record is also journaled on disk as it arrives, so a killed driver loses none.
     """
 
     def __init__(
@@ -78,7 +81,10 @@ class StudyRecorder:
             "experiment": self.experiment_name, "parent_run_id": parent_run_id,
         })
         self.staging = folder / f"mlflow-artifacts-{study_key[:12]}"
-        self.buffer = RecordBuffer()
+        self.journal = folder / f"mlflow-journal-{study_key[:12]}.jsonl"
+        # Journal files of a driver that was killed, moved aside so this run's journal starts anew.
+        self._leftovers = [_set_aside(path, index) for index, path in enumerate(journal_leftovers(self.journal))]
+        self.buffer = RecordBuffer(journal=self.journal)
         self.flusher = Flusher(
             self.buffer, self.writer, self.spool,
             interval_s=_flusher.DEFAULT_INTERVAL_S if interval_s is None else interval_s,
@@ -133,7 +139,29 @@ class StudyRecorder:
         self._study = study
         self.add(*study_run.start_records(spec, cluster if cluster is not None else study_run.cluster_info(),
                                           self.staging))
+        self._take_leftovers()
+        threading.Thread(target=_warm_up, name="stepsize-plot-imports", daemon=True).start()
         return self.start()
+
+    def backfill_objective(self, study: Any, objective: str) -> None:
+        """Queue every recorded intermediate value of ``study`` as the objective metric of its
+        trial's run. After a resume this restores points a killed driver reported to Optuna but
+        never wrote to MLflow when its journal is gone with the machine; the writer skips the
+        points MLflow already has. A diverged trial's last value is a penalty, not a loss: skipped."""
+        for trial in study.get_trials(deepcopy=False):
+            steps = sorted(trial.intermediate_values)
+            if trial.user_attrs.get("diverged"):
+                steps = steps[:-1]
+            ref = naming.trial_ref(trial.number)
+            self.add(*(records.metrics(ref, step, {objective: trial.intermediate_values[step]}) for step in steps))
+
+    def _take_leftovers(self) -> None:
+        """Queue the records a killed driver of this study had not written yet (they go to the
+        new journal first, then the old files go)."""
+        for path in self._leftovers:
+            self.add(*read_journal(path))
+            path.unlink(missing_ok=True)
+        self._leftovers = []
 
     def finish(self, study: Any, spec: Any, status: str | None = None) -> bool:
         """After the searcher told Optuna every trial's end: reconcile each trial's run with its
@@ -176,15 +204,30 @@ class StudyRecorder:
         if written and summary.best_number is not None:
             best_run = self.writer.run_id(naming.trial_ref(summary.best_number))
             if best_run:
-                self.add(records.tags(naming.PARENT_REF, {naming.BEST_RUN_TAG: best_run}))
+                tags = {naming.BEST_RUN_TAG: best_run}
+                model_uri = self._log_best_model(spec, summary.best_number, best_run)
+                if model_uri:
+                    tags[MODEL_URI_TAG] = model_uri
+                self.add(records.tags(naming.PARENT_REF, tags))
                 written = self.flusher.flush()
         self._save_parent(study)
         if written:
             shutil.rmtree(self.staging, ignore_errors=True)
         return written
 
+    def _log_best_model(self, spec: Any, number: int, run_id: str) -> str | None:
+        checkpoint = best_checkpoint(spec, number)
+        if checkpoint is None:
+            return None
+        try:
+            return log_best_model(self.tracking_uri, run_id, checkpoint)
+        except Exception as exc:  # noqa: BLE001 - recording never fails a study
+            logger.warning("the best trial's model could not be logged to MLflow: %s: %s", type(exc).__name__, exc)
+            return None
+
     def _trial_ended(self) -> None:
-        self.flusher.request()  # a trial's end is written soon, not at the next interval
+        # A trial's end is written with the next interval's batch (or at the study's end), not
+        # in a flush of its own: fewer, larger MLflow writes while trials run.
         if self._study is not None:
             self._save_parent(self._study)
 
@@ -197,6 +240,23 @@ class StudyRecorder:
                 self._saved_parent = parent
             except Exception:  # noqa: BLE001
                 logger.debug("could not store the MLflow parent run id", exc_info=True)
+
+
+def _warm_up() -> None:
+    """Import what the study's end needs (plots, the model flavour) while the trials train."""
+    from orchestrator.tracking.plots import warm_up
+
+    warm_up()
+    try:
+        import mlflow.pytorch  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _set_aside(path: Path, index: int) -> Path:
+    target = path.with_name(f"{path.name.split('.jsonl')[0]}.jsonl.recovered-{os.getpid()}-{index}")
+    os.replace(path, target)
+    return target
 
 
 class _NoRecorder:
@@ -287,9 +347,12 @@ def replay_spool(study: Any, spec: Any) -> bool | None:
     """Write the records a study left in its spool (the tracking store was unreachable when it
     ended). None when there is nothing to write, else whether all of it was written."""
     path = study.user_attrs.get(SPOOL_ATTR)
-    if not path or not Path(path).is_file():
+    if not path:
         return None
     recorder = recorder_for(study, spec)
+    if not Path(path).is_file() and not recorder._leftovers:
+        return None
+    recorder._take_leftovers()
     written = recorder.flush()
     recorder._save_parent(study)
     if written:

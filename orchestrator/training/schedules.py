@@ -63,6 +63,16 @@ class LRSchedule:
         self.batches += 1
         self.scheduler.step()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state and the batch count, for a trial checkpoint."""
+        return {"batches": self.batches, "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output (the optimizer's LRs come with its own state)."""
+        self.batches = int(state["batches"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
     def step_epoch(self, val_loss: float | None = None) -> None:
         """Call at every epoch's end: steps epoch-granular schedules (``plateau`` needs ``val_loss``)."""
         if self.granularity != "epoch" or self.scheduler is None:

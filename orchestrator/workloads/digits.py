@@ -84,7 +84,8 @@ def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
     generator = torch.Generator().manual_seed(trial.seed)
     n = x_tr.shape[0]
     schedule = build_scheduler(config, optimizer, math.ceil(n / batch_size), trial.max_epochs)
-    for _ in range(trial.max_epochs):
+    start = trial.restore(model=model, optimizer=optimizer, schedule=schedule, generator=generator)
+    for _ in range(start, trial.max_epochs):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)

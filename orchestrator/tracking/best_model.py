@@ -1,0 +1,67 @@
+"""The best trial's weights as an MLflow model on its run.
+
+Trials checkpoint their model every epoch (see :mod:`orchestrator.checkpoints`); at the study's
+end the driver loads the best trial's newest checkpoint and logs the model with MLflow's PyTorch
+flavour on that trial's run, then tags the run and the study's parent run with the model's URI.
+A workload that registers no model with ``trial.restore(model=...)``, or whose model cannot be
+pickled, gets no logged model (a note on the parent run says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from orchestrator.checkpoints import find_checkpoints, latest_checkpoint, load_model
+
+logger = logging.getLogger("orchestrator.tracking")
+
+MODEL_URI_TAG = "stepsize.model_uri"
+ARTIFACT_NAME = "model"
+
+
+def study_folder(spec: Any) -> Path | None:
+    """The study's Ray results folder, when it is on this machine's file system."""
+    if "://" in spec.results_dir:
+        return None
+    return Path(os.path.expanduser(spec.results_dir)).resolve() / spec.name
+
+
+def best_checkpoint(spec: Any, number: int) -> str | None:
+    """The newest checkpoint folder of trial ``number``, or None."""
+    folder = study_folder(spec)
+    if folder is None:
+        return None
+    found = latest_checkpoint(find_checkpoints(folder).get(number, []))
+    return found[1] if found else None
+
+
+def log_best_model(tracking_uri: str, run_id: str, checkpoint: str) -> str | None:
+    """Log the model in ``checkpoint`` on run ``run_id``; return its model URI (None: no model)."""
+    model = load_model(checkpoint)
+    if model is None:
+        return None
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    version = torch.__version__.split("+")[0]
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle-format notice
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        run = client.get_run(run_id).info
+        try:
+            with mlflow.start_run(run_id=run_id):
+                # Pickle keeps any nn.Module loadable without an input example to trace.
+                info = mlflow.pytorch.log_model(model, name=ARTIFACT_NAME, serialization_format="pickle",
+                                                pip_requirements=[f"torch=={version}"])
+        finally:
+            client.set_terminated(run_id, status=run.status, end_time=run.end_time)  # the trial's own end
+        client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
+        return info.model_uri
+    finally:
+        mlflow.set_tracking_uri(previous)
