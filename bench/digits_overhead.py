@@ -674,7 +674,7 @@ def run_stepsize(args: argparse.Namespace, workdir: Path, rec: Recorder) -> None
         "workload": "bench.digits_overhead:probe_cnn" if args.probe else "digits_cnn",
         "search_space": "default",
         "objective": {"metric": METRIC, "mode": "min"},
-        "sampler": {"name": "tpe"},
+        "sampler": {"name": "tpe", "multivariate": True},  # as the other two arms
         "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
         "budget": {"trials": args.trials, "max_epochs": args.max_epochs},
         "concurrency": concurrency,

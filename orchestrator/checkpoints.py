@@ -5,10 +5,11 @@ A checkpoint is a folder that Ray Tune persists under the study's results folder
 
 - ``stepsize.json``: the Optuna trial number and the epoch the checkpoint was taken after;
 - ``state.pt``: the ``state_dict()`` of every object the workload registered with
-  ``trial.restore(...)`` (model, optimizer, LR schedule, data-order generator...) and the process's
+  ``trial.restore(...)`` (optimizer, LR schedule, data-order generator...) and the process's
   random-number generators (Python, NumPy, torch, CUDA);
-- ``model.pt``: the registered ``model`` as a whole module, when it can be pickled, so the best
-  trial's weights can be logged as an MLflow model without the workload's code.
+- ``model.pt``: the registered ``model`` as a whole module with its weights, so the best trial's
+  weights can be logged as an MLflow model without the workload's code (a model that cannot be
+  pickled has its ``state_dict()`` in ``state.pt`` instead).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ META_FILE = "stepsize.json"
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 _RNG_KEY = "__rng__"
+_IN_MODEL_FILE = "__in_model_file__"  # the model's weights are those of model.pt
 
 
 def write_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any], number: int, epoch: int) -> None:
@@ -34,15 +36,18 @@ def write_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any],
 
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
-    states = {name: _state_of(name, obj) for name, obj in objects.items()}
-    states[_RNG_KEY] = _rng_states()
-    torch.save(states, path / STATE_FILE)
+    states: dict[str, Any] = {}
     model = objects.get("model")
     if isinstance(model, torch.nn.Module):
         try:
-            torch.save(model, path / MODEL_FILE)
+            torch.save(model, path / MODEL_FILE)  # the weights once, whole: also what MLflow logs
+            states["model"] = _IN_MODEL_FILE
         except Exception:  # a model class defined inside a function cannot be pickled
             (path / MODEL_FILE).unlink(missing_ok=True)
+    for name, obj in objects.items():
+        states.setdefault(name, _state_of(name, obj))
+    states[_RNG_KEY] = _rng_states()
+    torch.save(states, path / STATE_FILE)
     (path / META_FILE).write_text(json.dumps({"number": int(number), "epoch": int(epoch)}))
 
 
@@ -62,7 +67,10 @@ def read_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any]) 
                 f"{', '.join(sorted(k for k in states if k != _RNG_KEY)) or 'nothing'}); "
                 "register the same objects with trial.restore(...) in every run of the workload"
             )
-        _load_state(obj, states[name])
+        state = states[name]
+        if isinstance(state, str) and state == _IN_MODEL_FILE:
+            state = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=False).state_dict()
+        _load_state(obj, state)
     _restore_rng(states.get(_RNG_KEY) or {})
     return int(checkpoint_meta(path)["epoch"])
 

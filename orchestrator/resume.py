@@ -127,6 +127,13 @@ def claim_driver(study: optuna.Study) -> None:
     study.set_user_attr(DRIVER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
 
 
+def release_driver(study: optuna.Study) -> None:
+    """Let another process drive the study (this run of it has ended)."""
+    holder = study.user_attrs.get(DRIVER_ATTR) or {}
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        study.set_user_attr(DRIVER_ATTR, {})
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -37,6 +37,9 @@ def ensure_ray(address: str | None, verbose: bool = False) -> None:
 
     if ray.is_initialized():
         return
+    from orchestrator.ray_auth import prepare_driver_auth
+
+    prepare_driver_auth(address)  # a token given for a remote cluster turns token auth on
     ray.init(
         address=address,
         runtime_env=_worker_env(),
@@ -48,9 +51,11 @@ def ensure_ray(address: str | None, verbose: bool = False) -> None:
 
 
 def _worker_env() -> dict:
-    """Workers import workloads as the driver does: its working folder and PYTHONPATH first."""
+    """Workers import workloads as the driver does: its working folder and PYTHONPATH first; on a
+    cluster started apart from the driver they also need its Ray Train version (v1)."""
     paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                         "RAY_TRAIN_V2_ENABLED": os.environ.get("RAY_TRAIN_V2_ENABLED", "0")}}
 
 
 def default_concurrency(spec: StudySpec) -> int:
@@ -115,7 +120,7 @@ def resume(
     """Continue study ``name`` from its storage: trials that were running run again (from their
     last checkpoint when Ray's results folder still has it), then new trials up to the budget;
     ``trials`` raises the budget to extend a finished study."""
-    from orchestrator.resume import claim_driver, plan_resume
+    from orchestrator.resume import claim_driver, plan_resume, release_driver
     from orchestrator.study import load_study, store_spec
 
     study, spec = load_study(name, storage)
@@ -134,6 +139,7 @@ def resume(
     if not quiet:
         print(plan.describe(name), file=out)
     if not plan.tickets and plan.new_trials == 0:
+        release_driver(study)
         if not quiet:
             print(f"study {name!r} has reached its budget of {spec.budget.trials} trials; "
                   f"pass --trials N (above {plan.finished}) to extend it", file=out)
@@ -154,8 +160,9 @@ def _run(study, spec: StudySpec, new_trials: int, quiet: bool, verbose: bool, st
 
     from ray import tune
 
+    from orchestrator.concurrency import elastic_limiter
     from orchestrator.progress import ProgressView
-    from orchestrator.resume import claim_driver
+    from orchestrator.resume import claim_driver, release_driver
     from orchestrator.schedulers import build_trial_scheduler, seed_scheduler
     from orchestrator.searcher import FailureRelay, OptunaStudySearcher
     from orchestrator.tracking import start_recording
@@ -177,10 +184,10 @@ def _run(study, spec: StudySpec, new_trials: int, quiet: bool, verbose: bool, st
     tuner = tune.Tuner(
         make_trainable(spec),
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            search_alg=elastic_limiter(searcher, spec),  # concurrency follows the cluster's nodes
             scheduler=scheduler,
             num_samples=new_trials + len(tickets),
-            max_concurrent_trials=spec.concurrency or default_concurrency(spec),
+            max_concurrent_trials=None,  # the elastic limiter caps at spec.concurrency
             reuse_actors=True,
             time_budget_s=spec.budget.time_limit_s,
         ),
@@ -203,6 +210,7 @@ def _run(study, spec: StudySpec, new_trials: int, quiet: bool, verbose: bool, st
         timed_out = limit is not None and time.monotonic() - started >= limit * 0.95
         left_running = searcher.end_live_trials(interrupted=not timed_out)
         recorder.finish(study, spec)
+        release_driver(study)
     if left_running and not quiet:
         print(f"stopped with {left_running} trials unfinished; continue the study with: "
               f"stepsize resume {spec.name} --storage {spec.storage}", file=stream or sys.stderr)

@@ -22,10 +22,11 @@ from search_spaces import SearchSpace, SpaceError, available_presets, preset_map
 
 SAMPLERS = ("tpe", "gp", "random", "grid", "qmc")
 SCHEDULERS = ("asha", "hyperband", "median", "none")
-BUILTIN_WORKLOADS = ("digits_mlp", "digits_cnn")
+BUILTIN_WORKLOADS = ("digits_mlp", "digits_cnn", "lcbench")
 DEFAULT_STORAGE = "sqlite:///stepsize.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_RESULTS_DIR = "~/stepsize_results"
+DEFAULT_GRACE_PERIOD = 3  # ASHA's first rung, in epochs, when the spec gives none
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _WORKLOAD_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -33,14 +34,16 @@ _TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file", "
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 
 _SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
-    "tpe": {"n_startup_trials": 10, "multivariate": True, "constant_liar": True, "n_ei_candidates": 24},
+    # multivariate False: independent TPE explores more under ASHA (docs/search_quality.md).
+    "tpe": {"n_startup_trials": 10, "multivariate": False, "constant_liar": True, "n_ei_candidates": 24},
     "gp": {"n_startup_trials": 10},
     "random": {},
     "grid": {"points": 8},
     "qmc": {"qmc_type": "sobol", "scramble": True},
 }
 _SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
-    "asha": {"grace_period": 1, "reduction_factor": 3, "max_epochs": None, "brackets": 1},
+    # grace_period None: 3 epochs, capped at max_epochs (docs/search_quality.md has the evidence).
+    "asha": {"grace_period": None, "reduction_factor": 3, "max_epochs": None, "brackets": 1},
     "hyperband": {"reduction_factor": 3, "max_epochs": None},
     "median": {"grace_period": 3, "min_samples_required": 3},
     "none": {},
@@ -74,8 +77,12 @@ class Objective:
 
 @dataclass(frozen=True)
 class Resources:
+    """Per trial. With ``workers`` > 1 the trial is a data-parallel (DDP) job of that many
+    processes, and ``cpus`` and ``gpu`` are split evenly among them."""
+
     cpus: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,16 @@ class Divergence:
     epoch's (None: NaN/inf only)."""
 
     loss_factor: float | None = 4.0
+
+
+@dataclass(frozen=True)
+class Failures:
+    """How trials that break are handled. A trial whose worker process or node died is retried
+    from its last checkpoint up to ``max_retries`` times; a trial whose workload raised is told
+    FAIL with the error at once, unless ``retry_errors`` retries those too."""
+
+    max_retries: int = 2
+    retry_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,7 @@ class StudySpec:
     concurrency: int | None = None
     resources: Resources = Resources()
     divergence: Divergence = Divergence()
+    failures: Failures = Failures()
     lr_scaling: LRScaling = LRScaling()
     lr_bounds: str = "declared"
     storage: str = DEFAULT_STORAGE
@@ -136,6 +154,7 @@ class StudySpec:
             "concurrency": "auto" if self.concurrency is None else self.concurrency,
             "resources": dataclasses.asdict(self.resources),
             "divergence": dataclasses.asdict(self.divergence),
+            "failures": dataclasses.asdict(self.failures),
             "lr_scaling": dataclasses.asdict(self.lr_scaling),
             "lr_bounds": self.lr_bounds,
             "storage": self.storage,
@@ -235,6 +254,7 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
         concurrency=_concurrency(data.get("concurrency", "auto")),
         resources=resources,
         divergence=_divergence(data.get("divergence") or {}),
+        failures=_failures(data.get("failures") or {}),
         lr_scaling=_lr_scaling(data.get("lr_scaling") or {}, space),
         lr_bounds=_lr_bounds(data.get("lr_bounds", "declared"), space),
         storage=_url(data.get("storage", DEFAULT_STORAGE), "storage", _STORAGE_SCHEMES, "sqlite:///stepsize.db or postgresql+psycopg://user:pass@host/db"),
@@ -374,6 +394,8 @@ def _check_scheduler(scheduler: Choice, budget: Budget) -> None:
             opts["max_epochs"] = budget.max_epochs
         elif not _is_int(max_epochs) or max_epochs > budget.max_epochs:
             raise SpecError("scheduler.max_epochs", max_epochs, f"a whole number from 1 to budget.max_epochs ({budget.max_epochs})")
+    if "grace_period" in opts and opts["grace_period"] is None:
+        opts["grace_period"] = min(DEFAULT_GRACE_PERIOD, opts.get("max_epochs") or budget.max_epochs)
     for key in ("grace_period", "brackets", "min_samples_required"):
         if key in opts and not _is_int(opts[key]):
             raise SpecError(f"scheduler.{key}", opts[key], "a whole number of at least 1")
@@ -392,6 +414,19 @@ def _divergence(value: Any) -> Divergence:
     if factor is not None and (not _is_number(factor) or factor <= 1):
         raise SpecError("divergence.loss_factor", factor, "a number above 1 (a loss this many times the first epoch's stops the trial), or null for NaN/inf only")
     return Divergence(None if factor is None else float(factor))
+
+
+def _failures(value: Any) -> Failures:
+    if not isinstance(value, Mapping):
+        raise SpecError("failures", value, "a mapping with max_retries and retry_errors")
+    _reject_unknown(value, {"max_retries", "retry_errors"}, "failures.")
+    retries = value.get("max_retries", Failures.max_retries)
+    if not _is_int(retries) or not 0 <= retries <= 100:
+        raise SpecError("failures.max_retries", retries, "an integer from 0 to 100 (retries of a trial whose worker or node died)")
+    retry_errors = value.get("retry_errors", Failures.retry_errors)
+    if not isinstance(retry_errors, bool):
+        raise SpecError("failures.retry_errors", retry_errors, "true or false (retry trials whose workload raised, too)")
+    return Failures(int(retries), retry_errors)
 
 
 def _lr_scaling(value: Any, space: SearchSpace) -> LRScaling:
@@ -430,15 +465,23 @@ def _concurrency(value: Any) -> int | None:
 
 def _resources(value: Any) -> Resources:
     if not isinstance(value, Mapping):
-        raise SpecError("resources", value, "a mapping with cpus and gpu")
-    _reject_unknown(value, {"cpus", "gpu"}, "resources.")
+        raise SpecError("resources", value, "a mapping with cpus, gpu and workers")
+    _reject_unknown(value, {"cpus", "gpu", "workers"}, "resources.")
     cpus = value.get("cpus", 1)
     if not _is_number(cpus) or cpus <= 0 or cpus > 1024:
         raise SpecError("resources.cpus", cpus, "a number of CPUs per trial above 0 (fractions allowed), e.g. 1")
     gpu = value.get("gpu", 0)
     if not _is_number(gpu) or gpu < 0 or gpu > 64 or (gpu > 1 and not float(gpu).is_integer()):
         raise SpecError("resources.gpu", gpu, "0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs")
-    return Resources(float(cpus), float(gpu))
+    workers = value.get("workers", 1)
+    if not _is_int(workers) or not 1 <= workers <= 1024:
+        raise SpecError("resources.workers", workers,
+                        "a whole number of training processes per trial, from 1 (a plain trial) to 1024 (a DDP job)")
+    if workers > 1 and gpu > 0 and (gpu < workers or not float(gpu / workers).is_integer()):
+        raise SpecError("resources.gpu", gpu, f"0 or a whole number of GPUs for each of the {workers} workers "
+                        f"({workers}, {2 * workers}, ...): DDP processes cannot share a GPU",
+                        f"Use gpu: {workers} for one GPU per worker, or workers: 1 to pack trials with a fraction of a GPU.")
+    return Resources(float(cpus), float(gpu), int(workers))
 
 
 def _url(value: Any, where: str, schemes: tuple[str, ...], example: str) -> str:

@@ -132,16 +132,21 @@ def run_trial(
 
 def make_trainable(spec: StudySpec) -> Any:
     """A Ray Tune function trainable for ``spec``, with its per-trial resources attached."""
+    if spec.resources.workers > 1:  # each trial a DDP job of that many processes (Ray Train)
+        from orchestrator.training.ddp import make_ddp_trainable
+
+        return make_ddp_trainable(spec)
     runtime = TrialRuntime.from_spec(spec)
 
     def trial(config: dict[str, Any]) -> None:
         import ray
 
         gpu_ids = ",".join(str(i) for i in ray.get_gpu_ids())
+        node_id = ray.get_runtime_context().get_node_id()
 
         def report(metrics: dict[str, Any], folder: str | None = None) -> None:
             checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
-            tune.report({**metrics, "gpu_ids": gpu_ids}, checkpoint=checkpoint)
+            tune.report({**metrics, "gpu_ids": gpu_ids, "node_id": node_id}, checkpoint=checkpoint)
 
         run_trial(config, runtime, report, restore_from=_restore_folder(config), checkpointing=True)
 

@@ -63,7 +63,7 @@ def ui_process():
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def _read_url(process: subprocess.Popen, timeout_s: float = 90.0) -> re.Match:
+def _read_url(process: subprocess.Popen, timeout_s: float = 150.0) -> re.Match:
     deadline = time.monotonic() + timeout_s
     seen = []
     while time.monotonic() < deadline:

@@ -32,10 +32,17 @@ def test_same_seed_same_first_configurations(sampler):
         assert other != first
 
 
-def test_tpe_is_multivariate_with_constant_liar_by_default():
+def test_tpe_is_independent_with_constant_liar_by_default():
     sampler = build_sampler(spec_from_mapping({"name": "s"}))
     assert isinstance(sampler, optuna.samplers.TPESampler)
-    assert sampler._multivariate and sampler._constant_liar
+    assert not sampler._multivariate and sampler._constant_liar  # docs/search_quality.md
+    multivariate = build_sampler(spec_from_mapping({"name": "s", "sampler": {"name": "tpe", "multivariate": True}}))
+    assert multivariate._multivariate
+
+
+def test_asha_grace_period_defaults_to_three_epochs_capped_by_the_budget():
+    assert spec_from_mapping({"name": "s"}).scheduler.options["grace_period"] == 3
+    assert spec_from_mapping({"name": "s", "budget": {"max_epochs": 2}}).scheduler.options["grace_period"] == 2
 
 
 def test_grid_walks_log_spaced_lr_and_listed_values():
@@ -59,7 +66,7 @@ def test_grid_walks_log_spaced_lr_and_listed_values():
 )
 def test_schedulers(scheduler, cls):
     spec = spec_from_mapping({"name": "s", "scheduler": scheduler, "budget": {"max_epochs": 27}})
-    assert type(build_trial_scheduler(spec)) is cls
+    assert isinstance(build_trial_scheduler(spec), cls)
 
 
 def test_asha_knobs_reach_ray():

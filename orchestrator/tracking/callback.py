@@ -7,8 +7,8 @@ into records in a buffer; the flusher thread writes them in batches. Per trial:
   the trial number and Ray trial id, with the configuration as params;
 - each result: the numeric metrics the workload reported, at step = the epoch (Tune's
   ``training_iteration``, which is also the step of Optuna's intermediate values); the first
-  result adds the node (``node_ip``, ``hostname``), the GPU ids when the result carries
-  ``gpu_ids``, and the effective learning rate when it carries ``effective_learning_rate``;
+  result adds the node (``node_ip``, ``hostname``, and the Ray ``node_id``, again whenever a
+  retry moved the trial to another node), the GPU ids when the result carries ``gpu_ids``, and the effective learning rate when it carries ``effective_learning_rate``;
 - end: the tag ``stepsize.status`` with the reason the searcher told Optuna (completed / pruned
   at epoch N / diverged ... / failed: ...), ``stepsize.state`` with the Optuna state, and the run
   ended as FINISHED, KILLED (stopped early) or FAILED. Tune calls the searcher before its
@@ -28,13 +28,14 @@ from orchestrator.tracking._values import numeric, params
 logger = logging.getLogger("orchestrator.tracking")
 
 TRIAL_NUMBER_KEY = "_trial_number"  # as orchestrator.trainable puts it in each trial's config
-EPOCH_KEY = "training_iteration"
+EPOCH_KEY = "epoch"  # the workload's own epoch count: a resumed trial goes on from its checkpoint
 EFFECTIVE_LR_KEY = "effective_learning_rate"
 # What Tune adds to every result, and the workload's keys that are not per-epoch metrics.
 _NOT_METRICS = {
     "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
     "iterations_since_restore", "pid", "done", "trial_id", "should_checkpoint", "checkpoint_dir_name",
     "epoch", "node_ip", "hostname", "date", "experiment_tag", "config", "gpu_ids", "diverged",
+    "trial_failed", "error", "node_id",
 }
 DIVERGED_KEY = "diverged"  # as orchestrator.divergence marks the report of a diverged trial
 
@@ -68,6 +69,7 @@ class TrackingCallback(Callback):
         self.started: set[int] = set()
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._described: set[int] = set()  # trials whose node / GPU / effective LR were recorded
+        self._nodes: dict[int, list[str]] = {}  # trial number -> the Ray nodes it ran on, in order
         self.ended: dict[int, str] = {}  # trial number -> Optuna state recorded at its end
 
     # Tune pickles its run config (callbacks included) into the experiment folder; the recorder
@@ -81,6 +83,7 @@ class TrackingCallback(Callback):
         self._objective = None
         self._on_end = None
         self._numbers, self._described, self.ended, self.started = {}, set(), {}, set()
+        self._nodes = {}
 
     # -- Tune hooks ----------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -134,10 +137,23 @@ class TrackingCallback(Callback):
         if number not in self._described:
             self._described.add(number)
             out.extend(self._description(ref, trial, result))
+        out.extend(self._node(number, ref, result))
         if values:
             out.append(records.metrics(ref, int(step), values))
         if out:
             self._sink(*out)
+
+    def _node(self, number: int, ref: str, result: dict) -> list[records.Record]:
+        """``stepsize.node_id`` on the first result, and again when a retry moved the trial."""
+        node = result.get("node_id")
+        seen = self._nodes.setdefault(number, [])
+        if not node or (seen and seen[-1] == node):
+            return []
+        seen.append(str(node))
+        tags = {naming.NODE_ID_TAG: str(node)}
+        if len(seen) > 1:
+            tags[naming.NODE_IDS_TAG] = ",".join(seen)
+        return [records.tags(ref, tags)]
 
     def _description(self, ref: str, trial: Any, result: dict) -> list[records.Record]:
         tags = {}

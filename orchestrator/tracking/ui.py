@@ -20,7 +20,7 @@ from typing import TextIO
 
 from orchestrator.tracking import naming
 
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0  # mlflow ui takes 15-30 s to start on a small machine; more under load
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Workload = Callable[[dict[str, Any], TrialContext], Any]
 _BUILTIN = {
     "digits_mlp": "orchestrator.workloads.digits:train_mlp",
     "digits_cnn": "orchestrator.workloads.digits:train_cnn",
+    "lcbench": "orchestrator.workloads.lcbench:train",
 }
 
 

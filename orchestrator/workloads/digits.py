@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from orchestrator.context import TrialContext
+from orchestrator.training.ddp import prepare_model, shard
 from orchestrator.training.optimizers import build_optimizer
 from orchestrator.training.schedules import build_scheduler
 
@@ -79,6 +80,7 @@ def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
     model = build_model(kind, trial.options).to(device)
     x_tr, y_tr, x_val, y_val = (t.to(device) for t in (x_tr, y_tr, x_val, y_val))
     optimizer = build_optimizer(config, model)
+    model = prepare_model(model)  # DistributedDataParallel when the trial is a DDP job (resources.workers)
     loss_fn = nn.CrossEntropyLoss()
     batch_size = int(config.get("batch_size", DEFAULT_BATCH_SIZE))
     generator = torch.Generator().manual_seed(trial.seed)
@@ -88,10 +90,10 @@ def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
     for _ in range(start, trial.max_epochs):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generator).to(device)
+        order = shard(torch.randperm(n, generator=generator)).to(device)  # this process's share under DDP
         total, seen = 0.0, 0
         lrs: list[float] = []
-        for start in range(0, n, batch_size):
+        for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x_tr[idx]), y_tr[idx])

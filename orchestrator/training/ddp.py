@@ -1,0 +1,123 @@
+"""Trials as data-parallel (DDP) jobs: ``resources.workers`` > 1 runs each trial as a Ray Train
+``TorchTrainer`` with that many processes (NCCL on GPUs, gloo on CPUs).
+
+Every rank runs the workload; each epoch every rank reports through ``ray.train.report`` and
+rank 0's metrics (and checkpoint) become the trial's result, so the searcher, the scheduler and the
+MLflow record see a DDP trial like any other. A workload supports DDP by calling two helpers,
+which do nothing in a plain trial:
+
+- :func:`prepare_model` wraps the model in ``DistributedDataParallel`` (gradients are averaged
+  across ranks);
+- :func:`shard` keeps this rank's equal share of an epoch's sample order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from orchestrator.spec import StudySpec
+
+TRAIN_LOOP_CONFIG = "train_loop_config"
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) outside a DDP job."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def prepare_model(model: Any) -> Any:
+    """``model`` wrapped in ``DistributedDataParallel`` inside a DDP job (after moving it to its
+    device); ``model`` itself otherwise."""
+    _, size = world()
+    if size <= 1:
+        return model
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def shard(order: Any) -> Any:
+    """This rank's share of ``order`` (a permutation of sample indices): every rank gets the same
+    number, so all ranks run the same number of steps (DDP needs them in lockstep)."""
+    rank, size = world()
+    if size <= 1:
+        return order
+    per_rank = len(order) // size
+    return order[rank::size][:per_rank]
+
+
+def make_ddp_trainable(spec: StudySpec) -> Any:
+    """A Tune trainable that runs each trial as a ``TorchTrainer`` with ``resources.workers``
+    processes, each with ``cpus / workers`` CPUs and ``gpu / workers`` GPUs."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from orchestrator.trainable import TrialRuntime
+
+    workers = spec.resources.workers
+    # Each process's share: torch's threads and the device follow it.
+    runtime = dataclasses.replace(TrialRuntime.from_spec(spec), cpus=spec.resources.cpus / workers,
+                                  gpu=spec.resources.gpu / workers)
+    per_worker = {"CPU": spec.resources.cpus / workers, "GPU": spec.resources.gpu / workers}
+    use_gpu = spec.resources.gpu > 0
+    trainer = TorchTrainer(
+        _worker_loop(runtime),
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=use_gpu,
+            resources_per_worker={k: v for k, v in per_worker.items() if v > 0},
+            trainer_resources={"CPU": 0},  # the coordinator only relays results
+        ),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+    )
+    base = trainer.as_trainable()
+
+    class DDPTrial(base):  # type: ignore[misc, valid-type]
+        """The searcher's flat configuration becomes the workers' ``train_loop_config``."""
+
+        def setup(self, config: dict[str, Any], **kwargs: Any) -> None:
+            self.config = {TRAIN_LOOP_CONFIG: dict(config)}
+            super().setup(config, **kwargs)
+
+    DDPTrial.__name__ = "DDPTrial"
+    return DDPTrial
+
+
+def _worker_loop(runtime: Any) -> Any:
+    def loop(config: dict[str, Any]) -> None:
+        """One rank of a DDP trial: the same trial function as a plain trial, reporting to Train."""
+        import ray
+        import torch
+        from ray import train
+
+        from orchestrator.trainable import RESUME_KEY, run_trial
+
+        rank = train.get_context().get_world_rank()
+        if runtime.gpu > 0 and torch.cuda.is_available():
+            torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" is this rank's GPU
+        gpu_ids = ",".join(str(i) for i in ray.get_gpu_ids())
+        node_id = ray.get_runtime_context().get_node_id()
+
+        def report(metrics: dict[str, Any], folder: str | None = None) -> None:
+            # Every rank reports (Train waits for all); rank 0's result and checkpoint are the trial's.
+            checkpoint = train.Checkpoint.from_directory(folder) if folder and rank == 0 else None
+            train.report({**metrics, "gpu_ids": gpu_ids, "node_id": node_id,
+                          "world_size": train.get_context().get_world_size()}, checkpoint=checkpoint)
+
+        checkpoint = train.get_checkpoint()  # set when Tune retries the trial after a failure
+        restore_from = checkpoint.to_directory() if checkpoint is not None else config.get(RESUME_KEY)
+        run_trial(config, runtime, report, restore_from=restore_from, checkpointing=True)
+
+    return loop
+
+
+def uses_ddp(spec: StudySpec) -> bool:
+    return getattr(spec.resources, "workers", 1) > 1
