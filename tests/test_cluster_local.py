@@ -37,7 +37,10 @@ FAST_HEALTH_CHECKS = {
 def sleeper(config: dict, trial) -> None:
     """A checkpointed curve, ``epoch_s`` seconds an epoch; reports the epoch it resumed from and,
     when ``marker_dir`` is set, leaves a file per epoch naming the process group of its node."""
-    start = trial.restore()
+    import torch
+
+    state = torch.Generator().manual_seed(trial.seed)  # registered state: each epoch is checkpointed
+    start = trial.restore(generator=state)
     marker_dir = trial.options.get("marker_dir")
     for epoch in range(start + 1, trial.max_epochs + 1):
         time.sleep(float(trial.options.get("epoch_s", 0.5)))
@@ -283,11 +286,19 @@ def test_killed_worker_node_loses_no_trial(cluster, tmp_path):
         deadline = time.monotonic() + 300
         while victim is None:
             assert driver.poll() is None, driver.stdout.read()
-            assert time.monotonic() < deadline, "no trial reached epoch 2 on a worker node"
+            assert time.monotonic() < deadline, "no trial reached epoch 3 on a worker node"
+            # A running trial on a worker node whose epoch-2 result (and checkpoint) the driver
+            # has taken in: its intermediate value is in the storage.
+            on_workers = {}
             for marker in markers.iterdir():
-                _, epoch, group = marker.name.split("-")
-                if int(epoch) >= 2 and int(group) in workers:
-                    victim = workers[int(group)]
+                number, epoch, group = (int(x) for x in marker.name.split("-"))
+                if epoch >= 3 and group in workers:
+                    on_workers[number] = group
+            if on_workers and (tmp_path / "optuna.db").exists():
+                for trial in _trials(tmp_path, "failover"):
+                    if trial.number in on_workers and trial.state.name == "RUNNING" and len(trial.intermediate_values) >= 2:
+                        victim = workers[on_workers[trial.number]]
+                        break
             time.sleep(0.5)
         from orchestrator import local_cluster
 
