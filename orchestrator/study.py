@@ -4,6 +4,7 @@ back as a summary (trials by state, best so far) or the best configuration."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections import Counter
@@ -35,8 +36,9 @@ class StudyExistsError(RuntimeError):
         )
 
 
+@functools.lru_cache(maxsize=8)
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url``.
+    """An Optuna RDB storage for ``url``, one per URL in a process (each holds a connection pool).
 
     SQLite gets a generous lock timeout and write-ahead logging with ``synchronous=NORMAL``: a
     commit survives the process being killed (only a power loss can drop the last ones), and the

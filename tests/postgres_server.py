@@ -62,7 +62,8 @@ class PostgresServer:
             shutil.chown(self.folder, user="postgres")
         data = str(self.folder / "data")
         self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c max_connections=300")
         self._run("pg_ctl", "-D", data, "-o", options, "-l", str(self.folder / "server.log"), "-w", "start")
         return self
 
