@@ -49,11 +49,15 @@ class TrialContext:
         """
         from orchestrator.checkpoints import read_checkpoint
 
-        self._objects = {**objects, "divergence_guard": self.guard}
+        self._objects = dict(objects)
         if self.restore_from is None:
             return 0
-        self.epoch = read_checkpoint(self.restore_from, self._objects)
+        self.epoch = read_checkpoint(self.restore_from, self._checkpointed())
         return self.epoch
+
+    def _checkpointed(self) -> dict[str, Any]:
+        """What a checkpoint holds: the registered objects and the divergence guard."""
+        return {**self._objects, "divergence_guard": self.guard}
 
     def check_loss(self, loss: Any) -> None:
         """Call with each batch's training loss (a float or a 0-d tensor).
@@ -77,7 +81,7 @@ class TrialContext:
         if self._sink is None:
             raise RuntimeError("TrialContext.report called outside a running trial")
         self.epoch = epoch
-        if not self.checkpointing or len(self._objects) <= 1:  # nothing registered but the guard
+        if not self.checkpointing or not self._objects:
             self._sink({"epoch": epoch, **clean})
             return
         import tempfile
@@ -85,7 +89,7 @@ class TrialContext:
         from orchestrator.checkpoints import write_checkpoint
 
         with tempfile.TemporaryDirectory(prefix="stepsize-ckpt-") as folder:
-            write_checkpoint(folder, self._objects, self.number, epoch)
+            write_checkpoint(folder, self._checkpointed(), self.number, epoch)
             self._sink({"epoch": epoch, **clean}, folder)
 
 

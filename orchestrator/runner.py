@@ -82,6 +82,7 @@ def launch(
     written. ``quiet`` drops the live progress view; ``verbose`` keeps Ray's own logs; ``new``
     names the study after the first free suffix (``NAME-2``...) when ``NAME`` is taken.
     """
+    from orchestrator.resume import claim_driver
     from orchestrator.study import next_free_name
 
     resolve_workload(spec.workload)  # a missing module fails here, before anything is created
@@ -100,6 +101,7 @@ def launch(
         if not quiet:
             print(lr_range_summary(lr_record), file=stream or sys.stderr)
     study = create_study(spec)
+    claim_driver(study)
     if lr_record is not None:
         save_lr_range(study, spec, lr_record, _results_path(spec.results_dir))
     trials = spec.budget.trials
@@ -162,13 +164,12 @@ def _run(study, spec: StudySpec, new_trials: int, quiet: bool, verbose: bool, st
 
     from orchestrator.concurrency import elastic_limiter
     from orchestrator.progress import ProgressView
-    from orchestrator.resume import claim_driver, release_driver
+    from orchestrator.resume import release_driver
     from orchestrator.schedulers import build_trial_scheduler, seed_scheduler
     from orchestrator.searcher import FailureRelay, OptunaStudySearcher
     from orchestrator.tracking import start_recording
     from orchestrator.trainable import make_trainable
 
-    claim_driver(study)
     tickets = plan.tickets if plan is not None else []
     searcher = OptunaStudySearcher(study, spec, max_new_trials=new_trials, resumed=tickets)
     scheduler = build_trial_scheduler(spec)
