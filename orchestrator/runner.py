@@ -22,7 +22,9 @@ _TUNE_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_THRESHOLD_S": "30",
+    # Trials with several DDP workers run as Ray Train (v1) trainers inside Tune trials.
     "RAY_TRAIN_V2_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
     # Resume reads the Optuna storage and the trials' checkpoints, not Tune's experiment state:
     # snapshot it rarely.
     "TUNE_GLOBAL_CHECKPOINT_S": "300",
@@ -82,6 +84,7 @@ def launch(
     written. ``quiet`` drops the live progress view; ``verbose`` keeps Ray's own logs; ``new``
     names the study after the first free suffix (``NAME-2``...) when ``NAME`` is taken.
     """
+    _prepare(verbose)  # before anything imports Ray Tune (it reads some settings at import)
     from orchestrator.resume import claim_driver
     from orchestrator.study import next_free_name
 
@@ -89,7 +92,6 @@ def launch(
     if new:
         spec = spec.with_overrides(name=next_free_name(spec))
     refuse_existing_study(spec)
-    _prepare(verbose)
 
     from orchestrator.lr_bounds import auto_lr_bounds, lr_range_summary, save_lr_range
     from orchestrator.samplers import grid_size
@@ -122,6 +124,7 @@ def resume(
     """Continue study ``name`` from its storage: trials that were running run again (from their
     last checkpoint when Ray's results folder still has it), then new trials up to the budget;
     ``trials`` raises the budget to extend a finished study."""
+    _prepare(verbose)  # before anything imports Ray Tune (it reads some settings at import)
     from orchestrator.resume import claim_driver, plan_resume, release_driver
     from orchestrator.study import load_study, store_spec
 
@@ -134,7 +137,6 @@ def resume(
     spec = spec.with_overrides(trials=trials, address=address, storage=storage)
     resolve_workload(spec.workload)
     claim_driver(study)
-    _prepare(verbose)
     plan = plan_resume(study, spec, _study_folder(spec))
     store_spec(study, spec)
     out = stream or sys.stderr

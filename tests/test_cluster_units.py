@@ -42,6 +42,18 @@ def test_bad_workers_are_refused_with_the_field_and_the_fix(resources, field, wo
 
 # -- how many trials fit ------------------------------------------------------------------------
 
+def test_ddp_trials_refuse_ray_train_v2_with_the_setting_to_change(monkeypatch):
+    from orchestrator.training.ddp import make_ddp_trainable
+
+    spec = spec_from_mapping({"name": "x", "resources": {"cpus": 2, "workers": 2}})
+    monkeypatch.setenv("RAY_TRAIN_V2_ENABLED", "1")
+    with pytest.raises(SpecError) as caught:
+        make_ddp_trainable(spec)
+    assert "resources.workers" in str(caught.value) and "RAY_TRAIN_V2_ENABLED" in str(caught.value)
+    monkeypatch.setenv("RAY_TRAIN_V2_ENABLED", "0")
+    assert make_ddp_trainable(spec).__name__ == "DDPTrial"
+
+
 def test_trial_bundles_split_a_ddp_trial_over_its_workers():
     assert trial_bundles(1, 0.25) == ({"CPU": 1.0, "GPU": 0.25}, 1)
     assert trial_bundles(8, 2, 2) == ({"CPU": 4.0, "GPU": 1.0}, 2)

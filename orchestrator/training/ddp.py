@@ -14,6 +14,7 @@ which do nothing in a plain trial:
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from orchestrator.spec import StudySpec
@@ -57,11 +58,20 @@ def shard(order: Any) -> Any:
 def make_ddp_trainable(spec: StudySpec) -> Any:
     """A Tune trainable that runs each trial as a ``TorchTrainer`` with ``resources.workers``
     processes, each with ``cpus / workers`` CPUs and ``gpu / workers`` GPUs."""
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    # Ray Train v1's classes by their own paths: ``ray.train``'s public names switch to v2 when
+    # it is imported without RAY_TRAIN_V2_ENABLED=0, and a v2 trainer cannot run inside a Tune trial.
+    from ray.air.config import ScalingConfig
+    from ray.train.torch.config import TorchConfig
+    from ray.train.torch.torch_trainer import TorchTrainer
+    from ray.train.v2._internal.constants import V2_ENABLED_ENV_VAR, is_v2_enabled
 
+    from orchestrator.errors import SpecError
     from orchestrator.trainable import TrialRuntime
 
+    if is_v2_enabled():
+        raise SpecError("resources.workers", spec.resources.workers,
+                        f"1 while {V2_ENABLED_ENV_VAR}={os.environ.get(V2_ENABLED_ENV_VAR)} is set: trials with "
+                        f"several workers run as Ray Train v1 trainers; unset {V2_ENABLED_ENV_VAR} or set it to 0")
     workers = spec.resources.workers
     # Each process's share: torch's threads and the device follow it.
     runtime = dataclasses.replace(TrialRuntime.from_spec(spec), cpus=spec.resources.cpus / workers,
