@@ -10,6 +10,7 @@ from optuna.samplers import BaseSampler, GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.spec import StudySpec
+from orchestrator.tpe import StudyTPESampler
 
 
 class AskTellGridSampler(GridSampler):
@@ -44,7 +45,7 @@ def build_sampler(spec: StudySpec) -> BaseSampler:
         )
         if opts["multivariate"] and spec.search_space.is_conditional:
             kwargs["group"] = True  # conditional spaces: model each branch's parameters jointly
-        return optuna.samplers.TPESampler(**kwargs)
+        return StudyTPESampler(**kwargs)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=opts["n_startup_trials"])
     if name == "random":
