@@ -86,17 +86,21 @@ def test_vectorized_log_cdf_matches_optunas():
     np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-300)  # Optuna loses digits near a = 6, SciPy does not
 
 
-def test_split_is_recomputed_when_a_trial_changes_state():
+def test_split_is_kept_within_a_trial_and_dropped_at_every_ask_and_tell():
     study = _history(40)
     sampler = StudyTPESampler(seed=0, n_startup_trials=5, constant_liar=True)
-    trials = study.get_trials(deepcopy=False)
-    first = sampler._split(study, trials, 5)
-    assert sampler._split(study, trials, 5) is first  # same trials, same states: reused
-    running = [t for t in trials if t.state == TrialState.RUNNING][0]
-    study.tell(running.number, 10.0)  # now the best trial: it must move below
-    changed = study.get_trials(deepcopy=False)
-    below, _ = sampler._split(study, changed, 5)
-    assert running.number in [t.number for t in below]
+    study.sampler = sampler
+    asking = study.ask()
+    me = study._storage.get_trial(asking._trial_id)
+    first = sampler._split(study, me)
+    assert sampler._split(study, me) == first and sampler._split(study, me)[0] is first[0]  # kept
+    other = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING and t.number != me.number][0]
+    study.tell(other.number, 10.0)  # a tell: now the best trial, it must move below
+    below, above = sampler._split(study, me)
+    assert other.number in [t.number for t in below]
+    assert me.number not in [t.number for t in below + above]
+    study.ask()  # an ask: the new running trial joins the others
+    assert len(sampler._split(study, me)[1]) == len(above) + 1
 
 
 def test_the_spec_default_builds_studys_tpe():
