@@ -168,12 +168,16 @@ def main() -> None:
 def tpe_cost(args: argparse.Namespace) -> None:
     """The sampler's own cost: ``--trials`` synthetic trials (random configurations; 60% stopped at
     epoch 3, 20% at 9, 10% at 27, 10% complete at 51) in memory, then 30 suggests timed, for
-    independent and multivariate TPE, with the preset's int parameters and with all floats."""
+    independent and multivariate TPE, with the preset's int parameters and with all floats, each
+    with Optuna's ``TPESampler`` (and its own log-CDF) and with stepsize's ``StudyTPESampler``,
+    side by side in this one run."""
     import random
 
     import optuna
+    from optuna.samplers._tpe import _truncnorm
     from optuna.trial import TrialState
 
+    from orchestrator import tpe
     from orchestrator.samplers import build_sampler
     from orchestrator.spec import spec_from_mapping
     from search_spaces import preset_mapping
@@ -184,32 +188,39 @@ def tpe_cost(args: argparse.Namespace) -> None:
     rows = []
     for label, space_map in (("preset (int batch_size, num_layers, max_units)", ints), ("all float", floats)):
         for multivariate in (False, True):
-            spec = spec_from_mapping({"name": "cost", "search_space": space_map, "budget": {"max_epochs": 51},
-                                      "objective": {"metric": "val_accuracy", "mode": "max"},
-                                      "sampler": {"name": "tpe", "multivariate": multivariate}})
-            rng = random.Random(0)
-            study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-            for _ in range(args.trials):
-                trial = study.ask()
-                spec.search_space.suggest(trial)
-                epochs = rng.choice([3] * 6 + [9] * 2 + [27, 51])
-                for epoch in range(1, epochs + 1):
-                    trial.report(rng.random() * 100, epoch)
-                done = epochs == 51
-                study.tell(trial, rng.random() * 100 if done else None, state=TrialState.COMPLETE if done else TrialState.PRUNED)
-            study.sampler = build_sampler(spec)
-            walls, cpus = [], []
-            for _ in range(30):
-                wall, cpu = time.perf_counter(), time.process_time()
-                trial = study.ask()
-                spec.search_space.suggest(trial)
-                walls.append(1000 * (time.perf_counter() - wall))
-                cpus.append(1000 * (time.process_time() - cpu))
-                study.tell(trial, None, state=TrialState.PRUNED)
-            rows.append({"space": label, "multivariate": multivariate, "trials": args.trials,
-                         "cpu_ms_p50": round(_percentile(cpus, 0.5), 1), "cpu_ms_p95": round(_percentile(cpus, 0.95), 1),
-                         "wall_ms_p50": round(_percentile(walls, 0.5), 1), "wall_ms_p95": round(_percentile(walls, 0.95), 1)})
-            print(json.dumps(rows[-1]), flush=True)
+            for implementation in ("optuna TPESampler", "stepsize StudyTPESampler"):
+                spec = spec_from_mapping({"name": "cost", "search_space": space_map, "budget": {"max_epochs": 51},
+                                          "objective": {"metric": "val_accuracy", "mode": "max"},
+                                          "sampler": {"name": "tpe", "multivariate": multivariate}})
+                rng = random.Random(0)
+                study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+                for _ in range(args.trials):
+                    trial = study.ask()
+                    spec.search_space.suggest(trial)
+                    epochs = rng.choice([3] * 6 + [9] * 2 + [27, 51])
+                    for epoch in range(1, epochs + 1):
+                        trial.report(rng.random() * 100, epoch)
+                    done = epochs == 51
+                    study.tell(trial, rng.random() * 100 if done else None, state=TrialState.COMPLETE if done else TrialState.PRUNED)
+                study.sampler = build_sampler(spec)  # stepsize's (it installs the vectorized log-CDF)
+                if implementation.startswith("optuna"):
+                    _truncnorm._log_ndtr = tpe._optuna_log_ndtr
+                    study.sampler = optuna.samplers.TPESampler(
+                        seed=spec.seed, multivariate=multivariate, constant_liar=True,
+                        n_startup_trials=spec.sampler.options["n_startup_trials"])
+                walls, cpus = [], []
+                for _ in range(30):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    trial = study.ask()
+                    spec.search_space.suggest(trial)
+                    walls.append(1000 * (time.perf_counter() - wall))
+                    cpus.append(1000 * (time.process_time() - cpu))
+                    study.tell(trial, None, state=TrialState.PRUNED)
+                tpe.use_vectorized_log_ndtr()
+                rows.append({"space": label, "multivariate": multivariate, "sampler": implementation, "trials": args.trials,
+                             "cpu_ms_p50": round(_percentile(cpus, 0.5), 1), "cpu_ms_p95": round(_percentile(cpus, 0.95), 1),
+                             "wall_ms_p50": round(_percentile(walls, 0.5), 1), "wall_ms_p95": round(_percentile(walls, 0.95), 1)})
+                print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -30,6 +30,14 @@ _RNG_KEY = "__rng__"
 _IN_MODEL_FILE = "__in_model_file__"  # the model's weights are those of model.pt
 
 
+def local_study_folder(spec: Any) -> Path | None:
+    """The study's Ray results folder (``<results_dir>/<study name>``) when ``results_dir`` is on
+    this machine's file system; None for a remote URI (``s3://...``)."""
+    if "://" in spec.results_dir:
+        return None
+    return Path(os.path.expanduser(spec.results_dir)).resolve() / spec.name
+
+
 def write_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any], number: int, epoch: int) -> None:
     """Save ``objects``' states and the process's RNG states into ``folder`` (created)."""
     import torch

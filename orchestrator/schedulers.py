@@ -17,7 +17,6 @@ import math
 from typing import Any, Mapping
 
 from ray.tune.schedulers import (
-    ASHAScheduler,
     AsyncHyperBandScheduler,
     FIFOScheduler,
     MedianStoppingRule,

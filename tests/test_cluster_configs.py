@@ -98,7 +98,7 @@ def _check_ray_cluster_spec(spec: dict, where: str) -> None:
         assert re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name)
         assert isinstance(group["rayStartParams"], dict)
         assert 0 <= group["minReplicas"] <= group.get("replicas", 0) <= group["maxReplicas"]
-        containers = _check_pod_template(group["template"], f"{where}.workerGroupSpecs[{name}]")
+        _check_pod_template(group["template"], f"{where}.workerGroupSpecs[{name}]")
     gpu = [int(c["resources"]["limits"].get("nvidia.com/gpu", 0)) for g in groups
            for c in g["template"]["spec"]["containers"]]
     assert max(gpu) >= 2, f"{where}: a GPU worker group with several GPUs per pod"

@@ -7,7 +7,6 @@ import math
 
 import optuna
 import pytest
-import torch
 from torch import nn
 
 from orchestrator import TrialContext

@@ -18,6 +18,14 @@ from orchestrator.tpe import StudyTPESampler
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
+def _suggest_all(trial: optuna.Trial) -> None:
+    trial.suggest_float("lr", 1e-4, 1.0, log=True)
+    trial.suggest_int("batch_size", 16, 512, log=True)
+    trial.suggest_int("layers", 1, 5)
+    trial.suggest_float("momentum", 0.1, 0.99)
+    trial.suggest_categorical("optimizer", ["sgd", "adam", "adamw"])
+
+
 def _history(n: int) -> optuna.Study:
     """A study of ``n`` random trials: most pruned at rungs with intermediate values, some
     complete, the last two still running."""
@@ -25,11 +33,7 @@ def _history(n: int) -> optuna.Study:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for i in range(n):
         trial = study.ask()
-        trial.suggest_float("lr", 1e-4, 1.0, log=True)
-        trial.suggest_int("batch_size", 16, 512, log=True)
-        trial.suggest_int("layers", 1, 5)
-        trial.suggest_float("momentum", 0.1, 0.99)
-        trial.suggest_categorical("optimizer", ["sgd", "adam", "adamw"])
+        _suggest_all(trial)
         if i >= n - 2:
             trial.report(rng.random(), 1)
             continue
@@ -47,11 +51,7 @@ def _draws(sampler: optuna.samplers.BaseSampler, n_history: int, asks: int) -> l
     out = []
     for k in range(asks):
         trial = study.ask()
-        trial.suggest_float("lr", 1e-4, 1.0, log=True)
-        trial.suggest_int("batch_size", 16, 512, log=True)
-        trial.suggest_int("layers", 1, 5)
-        trial.suggest_float("momentum", 0.1, 0.99)
-        trial.suggest_categorical("optimizer", ["sgd", "adam", "adamw"])
+        _suggest_all(trial)
         out.append(trial.params)
         if k % 2:  # alternate: leave some running (constant liar sees them), finish others
             study.tell(trial, float(k), state=TrialState.COMPLETE)

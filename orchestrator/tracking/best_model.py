@@ -10,11 +10,9 @@ pickled, gets no logged model (a note on the parent run says so).
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
-from orchestrator.checkpoints import find_checkpoints, latest_checkpoint, load_model
+from orchestrator.checkpoints import find_checkpoints, latest_checkpoint, load_model, local_study_folder
 
 logger = logging.getLogger("orchestrator.tracking")
 
@@ -22,16 +20,9 @@ MODEL_URI_TAG = "stepsize.model_uri"
 ARTIFACT_NAME = "model"
 
 
-def study_folder(spec: Any) -> Path | None:
-    """The study's Ray results folder, when it is on this machine's file system."""
-    if "://" in spec.results_dir:
-        return None
-    return Path(os.path.expanduser(spec.results_dir)).resolve() / spec.name
-
-
 def best_checkpoint(spec: Any, number: int) -> str | None:
     """The newest checkpoint folder of trial ``number``, or None."""
-    folder = study_folder(spec)
+    folder = local_study_folder(spec)
     if folder is None:
         return None
     found = latest_checkpoint(find_checkpoints(folder).get(number, []))

@@ -336,8 +336,11 @@ def optuna_status(study: Any) -> Callable[[int], naming.TrialStatus | None]:
 def spool_folder(spec: Any) -> Path:
     """The study's Ray results folder when it is local, else beside a SQLite Optuna storage, else
     ``~/.stepsize/spool``."""
-    if "://" not in spec.results_dir:
-        return Path(os.path.expanduser(spec.results_dir)).resolve() / spec.name
+    from orchestrator.checkpoints import local_study_folder
+
+    folder = local_study_folder(spec)
+    if folder is not None:
+        return folder
     if spec.storage.startswith("sqlite:///"):
         return Path(os.path.expanduser(spec.storage[len("sqlite:///"):])).resolve().parent
     return Path.home() / ".stepsize" / "spool"
