@@ -89,6 +89,7 @@ def launch(
     from orchestrator.study import next_free_name
 
     resolve_workload(spec.workload)  # a missing module fails here, before anything is created
+    _require_train_v1(spec)
     if new:
         spec = spec.with_overrides(name=next_free_name(spec))
     refuse_existing_study(spec)
@@ -136,6 +137,7 @@ def resume(
         raise SpecError("--trials", trials, f"a total above the {finished} trials study {name!r} already finished (it extends the study to that many trials)")
     spec = spec.with_overrides(trials=trials, address=address, storage=storage)
     resolve_workload(spec.workload)
+    _require_train_v1(spec)
     claim_driver(study)
     plan = plan_resume(study, spec, _study_folder(spec))
     store_spec(study, spec)
@@ -150,6 +152,13 @@ def resume(
         return summarize(study, spec)
     ensure_ray(spec.address, verbose)
     return _run(study, spec, new_trials=plan.new_trials, quiet=quiet, verbose=verbose, stream=stream, plan=plan)
+
+
+def _require_train_v1(spec: StudySpec) -> None:
+    if spec.resources.workers > 1:
+        from orchestrator.training.ddp import require_train_v1
+
+        require_train_v1(spec)
 
 
 def _freeze_startup_objects() -> None:

@@ -54,6 +54,18 @@ def test_ddp_trials_refuse_ray_train_v2_with_the_setting_to_change(monkeypatch):
     assert make_ddp_trainable(spec).__name__ == "DDPTrial"
 
 
+def test_launch_refuses_ddp_under_ray_train_v2_before_writing_anything(monkeypatch, tmp_path):
+    from orchestrator.runner import launch
+
+    spec = spec_from_mapping({"name": "x", "resources": {"cpus": 2, "workers": 2},
+                              "storage": f"sqlite:///{tmp_path}/optuna.db", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                              "results_dir": str(tmp_path / "ray")})
+    monkeypatch.setenv("RAY_TRAIN_V2_ENABLED", "1")
+    with pytest.raises(SpecError, match="resources.workers"):
+        launch(spec, quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_trial_bundles_split_a_ddp_trial_over_its_workers():
     assert trial_bundles(1, 0.25) == ({"CPU": 1.0, "GPU": 0.25}, 1)
     assert trial_bundles(8, 2, 2) == ({"CPU": 4.0, "GPU": 1.0}, 2)

@@ -55,6 +55,21 @@ def shard(order: Any) -> Any:
     return order[rank::size][:per_rank]
 
 
+def require_train_v1(spec: StudySpec) -> None:
+    """Refuse a study with ``resources.workers`` > 1 while Ray Train v2 is switched on: its
+    trainers cannot run inside Tune trials. Called before anything is written."""
+    if spec.resources.workers <= 1:
+        return
+    from ray.train.v2._internal.constants import V2_ENABLED_ENV_VAR, is_v2_enabled
+
+    from orchestrator.errors import SpecError
+
+    if is_v2_enabled():
+        raise SpecError("resources.workers", spec.resources.workers,
+                        f"1 while {V2_ENABLED_ENV_VAR}={os.environ.get(V2_ENABLED_ENV_VAR)} is set: trials with "
+                        f"several workers run as Ray Train v1 trainers; unset {V2_ENABLED_ENV_VAR} or set it to 0")
+
+
 def make_ddp_trainable(spec: StudySpec) -> Any:
     """A Tune trainable that runs each trial as a ``TorchTrainer`` with ``resources.workers``
     processes, each with ``cpus / workers`` CPUs and ``gpu / workers`` GPUs."""
@@ -63,15 +78,10 @@ def make_ddp_trainable(spec: StudySpec) -> Any:
     from ray.air.config import ScalingConfig
     from ray.train.torch.config import TorchConfig
     from ray.train.torch.torch_trainer import TorchTrainer
-    from ray.train.v2._internal.constants import V2_ENABLED_ENV_VAR, is_v2_enabled
 
-    from orchestrator.errors import SpecError
     from orchestrator.trainable import TrialRuntime
 
-    if is_v2_enabled():
-        raise SpecError("resources.workers", spec.resources.workers,
-                        f"1 while {V2_ENABLED_ENV_VAR}={os.environ.get(V2_ENABLED_ENV_VAR)} is set: trials with "
-                        f"several workers run as Ray Train v1 trainers; unset {V2_ENABLED_ENV_VAR} or set it to 0")
+    require_train_v1(spec)
     workers = spec.resources.workers
     # Each process's share: torch's threads and the device follow it.
     runtime = dataclasses.replace(TrialRuntime.from_spec(spec), cpus=spec.resources.cpus / workers,
