@@ -87,9 +87,10 @@ def launch(
     _prepare(verbose)  # before anything imports Ray Tune (it reads some settings at import)
     from orchestrator.resume import claim_driver
     from orchestrator.study import next_free_name
+    from orchestrator.training.ddp import require_train_v1
 
     resolve_workload(spec.workload)  # a missing module fails here, before anything is created
-    _require_train_v1(spec)
+    require_train_v1(spec)
     if new:
         spec = spec.with_overrides(name=next_free_name(spec))
     refuse_existing_study(spec)
@@ -128,6 +129,7 @@ def resume(
     _prepare(verbose)  # before anything imports Ray Tune (it reads some settings at import)
     from orchestrator.resume import claim_driver, plan_resume, release_driver
     from orchestrator.study import load_study, store_spec
+    from orchestrator.training.ddp import require_train_v1
 
     study, spec = load_study(name, storage)
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
@@ -137,7 +139,7 @@ def resume(
         raise SpecError("--trials", trials, f"a total above the {finished} trials study {name!r} already finished (it extends the study to that many trials)")
     spec = spec.with_overrides(trials=trials, address=address, storage=storage)
     resolve_workload(spec.workload)
-    _require_train_v1(spec)
+    require_train_v1(spec)
     claim_driver(study)
     plan = plan_resume(study, spec, _study_folder(spec))
     store_spec(study, spec)
@@ -152,23 +154,6 @@ def resume(
         return summarize(study, spec)
     ensure_ray(spec.address, verbose)
     return _run(study, spec, new_trials=plan.new_trials, quiet=quiet, verbose=verbose, stream=stream, plan=plan)
-
-
-def _require_train_v1(spec: StudySpec) -> None:
-    if spec.resources.workers > 1:
-        from orchestrator.training.ddp import require_train_v1
-
-        require_train_v1(spec)
-
-
-def _freeze_startup_objects() -> None:
-    """Keep what start-up built (modules, Ray, Tune, torch: hundreds of thousands of objects that
-    live as long as the driver) out of the garbage collector's full passes, which otherwise stall
-    the driver's loop, suggests included, for 0.1 s at a time in large studies."""
-    import gc
-
-    gc.collect()  # nothing collectable is frozen
-    gc.freeze()
 
 
 def _prepare(verbose: bool) -> None:
@@ -223,7 +208,6 @@ def _run(study, spec: StudySpec, new_trials: int, quiet: bool, verbose: bool, st
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
-    _freeze_startup_objects()
     started = time.monotonic()
     left_running = 0
     try:
