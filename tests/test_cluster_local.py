@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,22 @@ def _trials(folder: Path, name: str) -> list:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db").get_trials(deepcopy=False)
 
 
+def _trials_so_far(folder: Path, name: str) -> list:
+    """While the driver is starting: no trials until its storage holds the study. The SQLite file,
+    its tables and the study's row appear one after another, so the file is first read as-is,
+    read-only, and Optuna opens it only once the row is there."""
+    database = folder / "optuna.db"
+    if not database.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as connection:
+            if connection.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone() is None:
+                return []
+    except sqlite3.OperationalError:  # "no such table" while the driver creates the schema
+        return []
+    return _trials(folder, name)
+
+
 def _trial_tags(folder: Path, name: str) -> dict[int, dict[str, str]]:
     """Trial number -> the tags of its MLflow child run."""
     from mlflow import MlflowClient
@@ -194,7 +212,7 @@ def test_study_trials_spread_over_nodes_and_use_a_node_that_joins(cluster, tmp_p
     try:
         # A node joins once the study is under way (its first trials created).
         deadline = time.monotonic() + 240
-        while not (tmp_path / "optuna.db").exists() or not _trials(tmp_path, "spread"):
+        while not _trials_so_far(tmp_path, "spread"):
             assert driver.poll() is None, driver.stdout.read()
             assert time.monotonic() < deadline
             time.sleep(0.5)
@@ -294,8 +312,8 @@ def test_killed_worker_node_loses_no_trial(cluster, tmp_path):
                 number, epoch, group = (int(x) for x in marker.name.split("-"))
                 if epoch >= 3 and group in workers:
                     on_workers[number] = group
-            if on_workers and (tmp_path / "optuna.db").exists():
-                for trial in _trials(tmp_path, "failover"):
+            if on_workers:
+                for trial in _trials_so_far(tmp_path, "failover"):
                     if trial.number in on_workers and trial.state.name == "RUNNING" and len(trial.intermediate_values) >= 2:
                         victim = workers[on_workers[trial.number]]
                         break

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -38,8 +39,8 @@ def _env() -> dict:
 def _finished(storage: str, name: str) -> tuple[int, int]:
     try:
         study = optuna.load_study(study_name=name, storage=make_storage(storage))
-    except KeyError:
-        return 0, 0
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+        return 0, 0  # the driver has not yet created the study, or is creating the schema right now
     trials = study.get_trials(deepcopy=False)
     return sum(t.state.is_finished() for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
 
