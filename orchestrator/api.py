@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any, TextIO
 
-from orchestrator.spec import DEFAULT_STORAGE, StudySpec, load_spec
-from orchestrator.study import StudySummary, load_study, summarize
+from orchestrator.errors import NoCompletedTrialError
+from orchestrator.spec import DEFAULT_STORAGE, StudySpec, load_spec, with_overrides
+from orchestrator.study.storage import load_study
+from orchestrator.study.summary import StudySummary, summarize
 
 
 def launch(
@@ -23,16 +25,16 @@ def launch(
     ``study`` is a YAML file or a :class:`StudySpec`. Overrides: ``trials``, ``max_epochs``,
     ``seed``, ``storage``, ``address``, ``concurrency``, ``results_dir``, ``tracking_uri``.
     Raises :class:`~orchestrator.errors.SpecError` for a bad field before anything is created,
-    and :class:`~orchestrator.study.StudyExistsError` when the name is taken (``new=True``
+    and :class:`~orchestrator.errors.StudyExistsError` when the name is taken (``new=True``
     names the study ``NAME-2``, ``NAME-3``... instead).
     """
-    from orchestrator import runner
+    from orchestrator.run import launch as run
 
     if isinstance(study, StudySpec):
-        spec = study.with_overrides(**overrides)
+        spec = with_overrides(study, **overrides)
     else:
         spec = load_spec(study, **overrides)
-    return runner.launch(spec, quiet=quiet, verbose=verbose, stream=stream, new=new)
+    return run.launch(spec, run.Console(quiet, verbose, stream), new=new)
 
 
 def resume(
@@ -51,9 +53,9 @@ def resume(
     (from the start when Ray's results folder is gone); new trials fill the budget, which
     ``trials`` can raise to extend a finished study. MLflow records continue in the same runs.
     """
-    from orchestrator import runner
+    from orchestrator.run import launch as run
 
-    return runner.resume(name, storage, trials=trials, address=address, quiet=quiet, verbose=verbose, stream=stream)
+    return run.resume(name, storage, trials, address, run.Console(quiet, verbose, stream))
 
 
 def status(name: str, storage: str = DEFAULT_STORAGE) -> StudySummary:
@@ -66,11 +68,12 @@ def best(name: str, storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
     """The best trial: ``{study, trial, metric, mode, value, metrics, config}``.
 
     ``config`` is the configuration to train with (sampled values plus the space's fixed ones).
-    Raises LookupError when no trial has completed yet.
+    Raises :class:`~orchestrator.errors.NoCompletedTrialError` (a ``LookupError``) when no trial
+    has completed yet.
     """
     summary = status(name, storage)
     if summary.best_number is None:
-        raise LookupError(f"study {name!r} has no completed trial yet ({summary.counts or 'no trials'})")
+        raise NoCompletedTrialError(f"study {name!r} has no completed trial yet ({summary.counts or 'no trials'})")
     return {
         "study": summary.name,
         "trial": summary.best_number,

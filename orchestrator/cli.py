@@ -9,9 +9,8 @@ import sys
 import traceback
 from typing import Any, Sequence
 
-import yaml
-
-from orchestrator.spec import DEFAULT_STORAGE
+from orchestrator.keys import Env
+from orchestrator.spec.model import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
 
@@ -75,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1",
                     help="loopback address to listen on (default %(default)s); reach it remotely through an SSH tunnel")
 
-    from orchestrator.cluster_cli import add_cluster_parser
+    from cluster.local.cli import add_cluster_parser
 
     add_cluster_parser(sub)
     return parser
@@ -96,18 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_error(exc: Exception) -> int:
-    from orchestrator.errors import StudyNotFoundError
-    from orchestrator.resume import StudyBusyError
-    from orchestrator.study import StudyExistsError
-    from search_spaces import SpaceError
+    from orchestrator.errors import (
+        RayAuthError,
+        SpecError,
+        StudyBusyError,
+        StudyExistsError,
+        UsageError,
+    )
 
-    if isinstance(exc, SpaceError):
+    if isinstance(exc, SpecError):
         print(f"stepsize: invalid study spec: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if isinstance(exc, (StudyNotFoundError, StudyExistsError, StudyBusyError, LookupError)):
+    if isinstance(exc, (StudyExistsError, StudyBusyError, UsageError, RayAuthError, LookupError)):
         print(f"stepsize: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
-    if os.environ.get("STEPSIZE_DEBUG"):
+    if os.environ.get(Env.DEBUG):
         traceback.print_exc()
     print(f"stepsize: error: {type(exc).__name__}: {exc} (set STEPSIZE_DEBUG=1 for the traceback)", file=sys.stderr)
     return 1
@@ -141,6 +143,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: Any) -> int:
+    import yaml
+
     print(_summary_text(summary))
     if summary.best_number is not None:
         print("best configuration:")
@@ -175,6 +179,8 @@ def _status(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     from orchestrator.api import best
 
+    import yaml
+
     result = best(args.name, args.storage)
     if args.format == "json":
         print(json.dumps(result, indent=2))
@@ -184,8 +190,8 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from orchestrator.lr_bounds import find_lr
-    from orchestrator.lr_finder import plot_lr_range
+    from orchestrator.lr_range.bounds import find_lr
+    from orchestrator.lr_range.plot import plot_lr_range
     from orchestrator.spec import load_spec
 
     spec = load_spec(args.study, seed=args.seed)
@@ -214,6 +220,8 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
+    import yaml
+
     from search_spaces import available_presets, preset_mapping
 
     for name in available_presets():
@@ -225,15 +233,11 @@ def _presets(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from orchestrator.tracking.ui import serve
 
-    try:
-        return serve(args.name, args.storage, host=args.host, port=args.port)
-    except ValueError as exc:
-        print(f"stepsize: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return serve(args.name, args.storage, host=args.host, port=args.port)
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from orchestrator.cluster_cli import run
+    from cluster.local.cli import run
 
     return run(args)
 

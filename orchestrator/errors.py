@@ -1,19 +1,60 @@
-"""Errors that stepsize reports to users as one clear paragraph (exit code 2 on the CLI)."""
+"""Every error stepsize raises, under one root: :class:`StepsizeError`.
+
+The errors a user can fix (a bad field, a missing study, a study that is busy) reach the terminal as
+one paragraph with exit code 2; see :func:`orchestrator.cli.main`. The mixed-in built-in bases
+(``ValueError``, ``LookupError``...) keep ``except`` clauses written for them working.
+"""
 
 from __future__ import annotations
 
-from search_spaces.errors import SpaceError
+from typing import Any
 
 
-class SpecError(SpaceError):
-    """A study spec (or a command-line override of it) has a field that is not accepted.
+class StepsizeError(Exception):
+    """The root of every error stepsize raises."""
 
-    Raised before anything is created in any store. ``str()`` names the field, the value and
-    what is accepted.
+
+# -- the study file ----------------------------------------------------------------------------
+
+
+class SpecError(StepsizeError, ValueError):
+    """A field of a study spec (or a command-line override of it) holds a value that is not
+    accepted. Raised before anything is created in any store.
+
+    ``field`` is the dotted path of the field (``budget.trials``), ``value`` what was given and
+    ``accepted`` what would be accepted; ``str()`` is one paragraph naming all three and, with
+    ``hint``, how to fix it.
     """
 
+    def __init__(self, field: str, value: Any, accepted: str, hint: str | None = None):
+        self.field = field
+        self.value = value
+        self.accepted = accepted
+        self.hint = hint
+        shown = "missing" if value is None else repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        message = f"`{field}` is {shown}; expected {accepted}."
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
 
-class StudyNotFoundError(LookupError):
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the fields when Ray ships the error between processes
+        return (type(self), (self.field, self.value, self.accepted, self.hint))
+
+
+class SpaceError(SpecError):
+    """A field of the search space (``search_space.learning_rate.low``...) is not accepted."""
+
+
+class UsageError(StepsizeError, ValueError):
+    """A command-line option is not accepted (the message names it and what would be)."""
+
+
+# -- the Optuna study ----------------------------------------------------------------------------
+
+
+class StudyNotFoundError(StepsizeError, LookupError):
     """No study of that name is in the given Optuna storage."""
 
     def __init__(self, name: str, storage: str, known: list[str]):
@@ -24,3 +65,107 @@ class StudyNotFoundError(LookupError):
             f"no study named {name!r} in storage {storage}; studies there: {listing}. "
             "Pass --storage with the URL the study was launched with, or check the name."
         )
+
+
+class NoCompletedTrialError(StepsizeError, LookupError):
+    """The study has no completed trial, so it has no best configuration yet."""
+
+
+class StudyExistsError(StepsizeError, RuntimeError):
+    """``launch`` was pointed at a study name that already has trials in the storage."""
+
+    def __init__(self, name: str, storage: str, n_trials: int):
+        self.name = name
+        super().__init__(
+            f"study {name!r} already exists in {storage} with {n_trials} trials; stepsize will not "
+            f"mix a new launch into it. Continue it with `stepsize resume {name}` (add --trials N to "
+            "extend it to N trials), start a fresh study beside it with `stepsize launch --new` "
+            "(named after the first free suffix), or give the study another `name`."
+        )
+
+
+class StudyBusyError(StepsizeError, RuntimeError):
+    """Another live process on this machine is running the study's driver."""
+
+    def __init__(self, name: str, pid: int):
+        super().__init__(
+            f"study {name!r} is being run right now by process {pid} on this machine; stop that "
+            "process first (Ctrl-C, or kill it), then resume. Two drivers on one study would run "
+            "its trials twice."
+        )
+
+
+# -- Ray ---------------------------------------------------------------------------------------------
+
+
+class RayAuthError(StepsizeError, FileNotFoundError):
+    """The token that Ray's authentication needs was pointed at but cannot be read."""
+
+
+class ClusterError(StepsizeError, RuntimeError):
+    """A local cluster could not be started, found or stopped; the message says what to do."""
+
+
+# -- inside a trial ----------------------------------------------------------------------------------
+
+
+class TrialConfigError(StepsizeError, ValueError):
+    """A trial's configuration holds a value the training building blocks cannot use (an unknown
+    optimizer or schedule, a negative learning rate...). The message names the key."""
+
+
+class TrialDiverged(StepsizeError):
+    """Raised inside a trial when its loss diverges; the trial runner records it and stops."""
+
+    def __init__(self, epoch: int, loss: float, reason: str):
+        self.epoch = epoch
+        self.loss = loss
+        self.reason = reason
+        super().__init__(f"diverged in epoch {epoch}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.epoch, self.loss, self.reason))
+
+
+class TrialContextError(StepsizeError, RuntimeError):
+    """A :class:`~orchestrator.trial.TrialContext` was used outside a running trial."""
+
+
+class CheckpointError(StepsizeError, ValueError):
+    """A trial's checkpoint cannot hold or give back what the workload registered with
+    ``trial.restore(...)`` (the message names the object)."""
+
+
+# -- the LR range test -----------------------------------------------------------------------------
+
+
+class LRRangeError(StepsizeError, ValueError):
+    """An argument of the LR range test is out of range (the message names it)."""
+
+
+class LRRangeSetupMissing(StepsizeError, LookupError):
+    """A user workload has no ``<function>_lr_range_setup`` to build the range test from."""
+
+
+# -- the MLflow record --------------------------------------------------------------------------------
+
+
+class TrackingUnavailable(StepsizeError, RuntimeError):
+    """The tracking store could not be reached; nothing is lost, the records are to be retried."""
+
+
+class TrackingRefused(StepsizeError, RuntimeError):
+    """The tracking store refused a request for good (a param that would change value, a deleted
+    run): retrying cannot help, so the record is dropped."""
+
+
+class NoRecordError(StepsizeError, LookupError):
+    """The study has no MLflow record yet (no run of it reached the tracking store)."""
+
+
+class UIStartError(StepsizeError, RuntimeError):
+    """``mlflow ui`` did not start."""
+
+
+class PlotSkipped(StepsizeError):
+    """A study plot cannot be drawn from the trials there are (the message says why)."""

@@ -1,8 +1,8 @@
 """Search spaces for stepsize: YAML presets and their translation into Optuna distributions."""
 
-from search_spaces.errors import SpaceError
+from orchestrator.errors import SpaceError
 from search_spaces.presets import DEFAULT_PRESET, available_presets, load_preset, preset_mapping
-from search_spaces.space import Param, SearchSpace, parse_space
+from search_spaces.space import Param, SearchSpace
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -11,6 +11,5 @@ __all__ = [
     "SpaceError",
     "available_presets",
     "load_preset",
-    "parse_space",
     "preset_mapping",
 ]

@@ -6,7 +6,7 @@ from importlib import resources
 
 import yaml
 
-from search_spaces.errors import SpaceError
+from orchestrator.errors import SpaceError
 from search_spaces.space import SearchSpace
 
 DEFAULT_PRESET = "default"

@@ -28,7 +28,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from search_spaces.errors import SpaceError
+from orchestrator.errors import SpaceError
 
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 _KEYS = {
@@ -274,9 +274,4 @@ def _parse_when(when: Any, where: str) -> dict[str, tuple[Any, ...]]:
     for name, allowed in when.items():
         parsed[str(name)] = tuple(allowed) if isinstance(allowed, (list, tuple)) else (allowed,)
     return parsed
-
-
-def parse_space(mapping: Any, where: str = "search_space") -> SearchSpace:
-    """Shorthand for :meth:`SearchSpace.from_mapping`."""
-    return SearchSpace.from_mapping(mapping, where)
 

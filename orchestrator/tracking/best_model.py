@@ -1,6 +1,6 @@
 """The best trial's weights as an MLflow model on its run.
 
-Trials checkpoint their model every epoch (see :mod:`orchestrator.checkpoints`); at the study's
+Trials checkpoint their model every epoch (see :mod:`orchestrator.trial.checkpoints`); at the study's
 end the driver loads the best trial's newest checkpoint and logs the model with MLflow's PyTorch
 flavour on that trial's run, then tags the run and the study's parent run with the model's URI.
 A workload that registers no model with ``trial.restore(model=...)``, or whose model cannot be
@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator.checkpoints import find_checkpoints, latest_checkpoint, load_model, local_study_folder
+from orchestrator.keys import Tag
+from orchestrator.trial.checkpoints import find_checkpoints, latest_checkpoint, load_model, local_study_folder
 
 logger = logging.getLogger("orchestrator.tracking")
 
-MODEL_URI_TAG = "stepsize.model_uri"
 ARTIFACT_NAME = "model"
 
 
@@ -52,7 +52,7 @@ def log_best_model(tracking_uri: str, run_id: str, checkpoint: str) -> str | Non
                                                 pip_requirements=[f"torch=={version}"])
         finally:
             client.set_terminated(run_id, status=run.status, end_time=run.end_time)  # the trial's own end
-        client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
+        client.set_tag(run_id, Tag.MODEL_URI, info.model_uri)
         return info.model_uri
     finally:
         mlflow.set_tracking_uri(previous)

@@ -22,22 +22,16 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
+from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, Tag
 from orchestrator.tracking import naming, records
-from orchestrator.tracking._values import numeric, params
+from orchestrator.tracking.values import numeric, params
 
 logger = logging.getLogger("orchestrator.tracking")
 
-TRIAL_NUMBER_KEY = "_trial_number"  # as orchestrator.trainable puts it in each trial's config
-EPOCH_KEY = "epoch"  # the workload's own epoch count: a resumed trial goes on from its checkpoint
-EFFECTIVE_LR_KEY = "effective_learning_rate"
-# What Tune adds to every result, and the workload's keys that are not per-epoch metrics.
-_NOT_METRICS = {
-    "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
-    "iterations_since_restore", "pid", "done", "trial_id", "should_checkpoint", "checkpoint_dir_name",
-    "epoch", "node_ip", "hostname", "date", "experiment_tag", "config", "gpu_ids", "diverged",
-    "trial_failed", "error", "node_id",
+# What Tune adds to every result, and the keys of a result that are not per-epoch metrics.
+_NOT_METRICS = TUNE_RESULT_KEYS | {
+    Result.EPOCH, Result.GPU_IDS, Result.DIVERGED, Result.TRIAL_FAILED, Result.ERROR, Result.NODE_ID,
 }
-DIVERGED_KEY = "diverged"  # as orchestrator.divergence marks the report of a diverged trial
 
 StatusSource = Callable[[int], "naming.TrialStatus | None"]
 
@@ -89,9 +83,9 @@ class TrackingCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         try:
             number = self._number(trial)
-            config = {k: v for k, v in dict(trial.config).items() if not str(k).startswith("_")}
-            tags = {naming.RAY_TRIAL_ID_TAG: str(trial.trial_id), naming.TRIAL_NUMBER_TAG: str(number),
-                    naming.STATE_TAG: "RUNNING", naming.STATUS_TAG: "running"}
+            config = {k: v for k, v in dict(trial.config).items() if not str(k).startswith(Config.PRIVATE_PREFIX)}
+            tags = {Tag.RAY_TRIAL_ID: str(trial.trial_id), Tag.TRIAL_NUMBER: str(number),
+                    Tag.STATE: "RUNNING", Tag.STATUS: "running"}
             ref = naming.trial_ref(number)
             self.started.add(number)
             self._sink(records.open_run(ref, naming.trial_run_name(number), tags), records.params(ref, params(config)))
@@ -120,18 +114,18 @@ class TrackingCallback(Callback):
     def _number(self, trial: Any) -> int:
         trial_id = str(trial.trial_id)
         if trial_id not in self._numbers:
-            number = dict(getattr(trial, "config", None) or {}).get(TRIAL_NUMBER_KEY)
+            number = dict(getattr(trial, "config", None) or {}).get(Config.TRIAL_NUMBER)
             self._numbers[trial_id] = int(number) if number is not None else len(self._numbers)
         return self._numbers[trial_id]
 
     def _result(self, trial: Any, result: dict) -> None:
-        step = result.get(EPOCH_KEY)
+        step = result.get(Result.EPOCH)
         if step is None:
             return
         number = self._number(trial)
         ref = naming.trial_ref(number)
         values = {k: float(v) for k, v in result.items() if k not in _NOT_METRICS and numeric(v)}
-        if result.get(DIVERGED_KEY) and self._objective:
+        if result.get(Result.DIVERGED) and self._objective:
             values.pop(self._objective, None)
         out = []
         if number not in self._described:
@@ -145,29 +139,29 @@ class TrackingCallback(Callback):
 
     def _node(self, number: int, ref: str, result: dict) -> list[records.Record]:
         """``stepsize.node_id`` on the first result, and again when a retry moved the trial."""
-        node = result.get("node_id")
+        node = result.get(Result.NODE_ID)
         seen = self._nodes.setdefault(number, [])
         if not node or (seen and seen[-1] == node):
             return []
         seen.append(str(node))
-        tags = {naming.NODE_ID_TAG: str(node)}
+        tags = {Tag.NODE_ID: str(node)}
         if len(seen) > 1:
-            tags[naming.NODE_IDS_TAG] = ",".join(seen)
+            tags[Tag.NODE_IDS] = ",".join(seen)
         return [records.tags(ref, tags)]
 
     def _description(self, ref: str, trial: Any, result: dict) -> list[records.Record]:
         tags = {}
-        if result.get("node_ip"):
-            tags[naming.NODE_IP_TAG] = str(result["node_ip"])
-        if result.get("hostname"):
-            tags[naming.HOSTNAME_TAG] = str(result["hostname"])
-        gpu_ids = result.get("gpu_ids")
+        if result.get(Result.NODE_IP):
+            tags[Tag.NODE_IP] = str(result[Result.NODE_IP])
+        if result.get(Result.HOSTNAME):
+            tags[Tag.HOSTNAME] = str(result[Result.HOSTNAME])
+        gpu_ids = result.get(Result.GPU_IDS)
         if gpu_ids is not None:
-            tags[naming.GPU_IDS_TAG] = ",".join(map(str, gpu_ids)) if isinstance(gpu_ids, (list, tuple)) else str(gpu_ids)
+            tags[Tag.GPU_IDS] = ",".join(map(str, gpu_ids)) if isinstance(gpu_ids, (list, tuple)) else str(gpu_ids)
         out = [records.tags(ref, tags)] if tags else []
         config = dict(getattr(trial, "config", None) or {})
-        if EFFECTIVE_LR_KEY not in config and numeric(result.get(EFFECTIVE_LR_KEY)):
-            out.append(records.params(ref, {EFFECTIVE_LR_KEY: repr(float(result[EFFECTIVE_LR_KEY]))}))
+        if Result.EFFECTIVE_LR not in config and numeric(result.get(Result.EFFECTIVE_LR)):
+            out.append(records.params(ref, {Result.EFFECTIVE_LR: repr(float(result[Result.EFFECTIVE_LR]))}))
         return out
 
     def _end(self, trial: Any, error: bool) -> None:
@@ -184,7 +178,7 @@ class TrackingCallback(Callback):
     def record_end(self, number: int, status: "naming.TrialStatus") -> None:
         """Status tags, and the run ended when the trial's Optuna state is final."""
         ref = naming.trial_ref(number)
-        out = [records.tags(ref, {naming.STATUS_TAG: status.text, naming.STATE_TAG: status.state})]
+        out = [records.tags(ref, {Tag.STATUS: status.text, Tag.STATE: status.state})]
         if status.finished:
             out.append(records.close(ref, status.run_status))
             self.ended[number] = status.state

@@ -1,10 +1,10 @@
-"""The flusher: a driver thread that moves records from the buffer (and the spool) into MLflow,
-so Tune's event loop never waits on the tracking store.
+"""The flusher: a driver thread that moves records from the record log into MLflow, so Tune's
+event loop never waits on the tracking store.
 
 It flushes every ``interval_s`` seconds, as soon as ``batch_results`` per-epoch records are
 waiting, when asked (a trial ended), and once more when stopped. While the store is unreachable
-each flush appends the new records to the spool on disk and the next flush tries again; the
-warning is given once per outage, not per record.
+the records stay in the log on disk and the next flush tries again; the warning is given once per
+outage, not per record.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from orchestrator.tracking.buffer import RecordBuffer
+from orchestrator.errors import TrackingUnavailable
 from orchestrator.tracking.naming import display_uri
-from orchestrator.tracking.spool import Spool
-from orchestrator.tracking.writer import MlflowWriter, TrackingUnavailable
+from orchestrator.tracking.record_log import Batch, RecordLog
+from orchestrator.tracking.writer import MlflowWriter
 
 logger = logging.getLogger("orchestrator.tracking")
 
@@ -24,17 +24,17 @@ DEFAULT_BATCH_RESULTS = 200
 
 
 class Flusher:
+    """Writes ``log``'s records with ``writer`` from a thread of its own (see the module docstring)."""
+
     def __init__(
         self,
-        buffer: RecordBuffer,
+        log: RecordLog,
         writer: MlflowWriter,
-        spool: Spool,
         interval_s: float = DEFAULT_INTERVAL_S,
         batch_results: int = DEFAULT_BATCH_RESULTS,
     ):
-        self.buffer = buffer
+        self.log = log
         self.writer = writer
-        self.spool = spool
         self.interval_s = interval_s
         self.batch_results = batch_results
         self.outage: str | None = None  # why the store is unreachable, while it is
@@ -78,45 +78,38 @@ class Flusher:
 
     # -- one flush -------------------------------------------------------------------------------
     def flush(self) -> bool:
-        """Write what waits (the spool first, then the buffer); True when nothing is left over."""
+        """Write what waits (older segments first); True when nothing is left over."""
         with self._lock:
-            new, sealed = self.buffer.drain_sealed()
-            done = self._flush(new)
-            if sealed is not None:
-                sealed.unlink(missing_ok=True)  # its records are in MLflow or in the spool now
-            return done
-
-    def _flush(self, new: list) -> bool:
-        spooled_before = self.spool.path.is_file()
-        if not new and not spooled_before:
+            if self.log.backlog() and not self.writer.reachable():
+                batch = self.log.take(read_backlog=False)
+                self._down(batch, "its /health does not answer")
+                return False
+            batch = self.log.take()
+            if not batch.records:
+                self.log.written(batch)
+                return True
+            self.flushes += 1
+            try:
+                self.writer.apply(batch.records)
+            except TrackingUnavailable as exc:
+                self._down(batch, str(exc))
+                return False
+            except Exception as exc:  # noqa: BLE001 - a bug here must not lose records or stop the study
+                logger.exception("MLflow writer failed; records kept in %s", self.log.path.parent)
+                self._down(batch, f"{type(exc).__name__}: {exc}")
+                return False
+            self.log.written(batch)
+            self._up(len(batch.records))
             return True
-        self.flushes += 1
-        if spooled_before and not self.writer.reachable():
-            self._down(new, "its /health does not answer")
-            return False
-        spooled = self.spool.load() if spooled_before else []
-        try:
-            self.writer.apply(spooled + new)
-        except TrackingUnavailable as exc:
-            self._down(new, str(exc))
-            return False
-        except Exception as exc:  # noqa: BLE001 - a bug here must not lose records or stop the study
-            logger.exception("MLflow writer failed; records kept in %s", self.spool.path)
-            self._down(new, f"{type(exc).__name__}: {exc}")
-            return False
-        if spooled_before:
-            self.spool.clear()
-        self._up(len(spooled))
-        return True
 
-    def _down(self, new: list, reason: str) -> None:
-        self.spool.append(new)
+    def _down(self, batch: Batch, reason: str) -> None:
+        self.log.kept(batch)
         if self.outage is None:
             self.outage = reason
             self.outages += 1
             logger.warning(
                 "MLflow tracking at %s is unreachable (%s); the study goes on and its records wait in %s "
-                "until it is back.", display_uri(self.writer.tracking_uri), reason, self.spool.path,
+                "until it is back.", display_uri(self.writer.tracking_uri), reason, self.log.path.parent,
             )
 
     def _up(self, sent: int) -> None:

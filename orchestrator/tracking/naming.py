@@ -1,5 +1,6 @@
-"""Names in the MLflow record: experiment and run names, tag keys, Optuna study attributes, and
-how an Optuna trial's end reads as a run status."""
+"""Names in the MLflow record: experiment and run names, run references, where a SQLite store
+keeps its artifacts, and how an Optuna trial's end reads as a run status. (Tag and attribute
+keys are in :mod:`orchestrator.keys`.)"""
 
 from __future__ import annotations
 
@@ -9,34 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Optuna study user attributes (the study is the source of truth; these point into MLflow).
-PARENT_RUN_ATTR = "stepsize.mlflow_parent_run_id"
-STUDY_KEY_ATTR = "stepsize.mlflow_study_key"
-TRACKING_URI_ATTR = "stepsize.mlflow_tracking_uri"
-EXPERIMENT_ATTR = "stepsize.mlflow_experiment"
-
-# Run tags.
-PARENT_TAG = "mlflow.parentRunId"
-NOTE_TAG = "mlflow.note.content"
-ROLE_TAG = "stepsize.role"  # "study" on the parent, "trial" on each child
-STUDY_TAG = "stepsize.study"
-STUDY_KEY_TAG = "stepsize.study_key"
-TRIAL_NUMBER_TAG = "stepsize.trial_number"
-RAY_TRIAL_ID_TAG = "stepsize.ray_trial_id"
-STATUS_TAG = "stepsize.status"  # completed / pruned at epoch N / diverged in epoch N: ... / failed: ...
-STATE_TAG = "stepsize.state"  # the Optuna state: COMPLETE, PRUNED, FAIL, RUNNING
-NODE_IP_TAG = "stepsize.node_ip"
-HOSTNAME_TAG = "stepsize.hostname"
-GPU_IDS_TAG = "stepsize.gpu_ids"
-NODE_ID_TAG = "stepsize.node_id"  # the Ray node the trial ran on (the latest, after a retry elsewhere)
-NODE_IDS_TAG = "stepsize.node_ids"  # every Ray node the trial ran on, in order, when it moved
-BEST_TAG = "stepsize.best"  # "true" on the best trial's run
-BEST_TRIAL_TAG = "stepsize.best_trial"  # on the parent: the best trial's number
-BEST_RUN_TAG = "stepsize.best_run_id"  # on the parent: the best trial's run id
+from orchestrator.keys import Env, TrialAttr
 
 # References to runs inside records (the writer maps them to run ids).
 PARENT_REF = "parent"
-EXPERIMENT_ENV = "STEPSIZE_MLFLOW_EXPERIMENT"
 
 
 def trial_ref(number: int) -> str:
@@ -56,7 +33,7 @@ def trial_run_name(number: int) -> str:
 def experiment_name(study_name: str, override: str | None = None) -> str:
     """The experiment holding a study's runs: ``override``, else $STEPSIZE_MLFLOW_EXPERIMENT,
     else the study's name."""
-    return override or os.environ.get(EXPERIMENT_ENV) or study_name
+    return override or os.environ.get(Env.MLFLOW_EXPERIMENT) or study_name
 
 
 def new_study_key() -> str:
@@ -123,7 +100,7 @@ def trial_status(trial: Any) -> TrialStatus:
     """The status of an Optuna ``FrozenTrial``: its state, and the stop reason the searcher left in
     ``user_attrs["stop_reason"]`` (completed / pruned at epoch N / diverged ... / failed: ...)."""
     state = trial.state.name
-    reason = trial.user_attrs.get("stop_reason")
+    reason = trial.user_attrs.get(TrialAttr.STOP_REASON)
     if not reason:
         reason = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}.get(
             state, state.lower()

@@ -24,13 +24,13 @@ from typing import Any, Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
+from orchestrator.errors import PlotSkipped
+from orchestrator.keys import StudyAttr, TrialAttr
+from orchestrator.study.summary import best_trial
+
 logger = logging.getLogger("orchestrator.tracking")
 
-LR_KEYS = ("effective_learning_rate", "learning_rate", "lr")
-
-
-class Skip(Exception):
-    """This plot is not drawn for this study; the message says why."""
+LR_KEYS = (TrialAttr.EFFECTIVE_LR, "learning_rate", "lr")
 
 
 def make_plots(study: Any, metric: str, folder: str | Path) -> tuple[list[Path], list[str]]:
@@ -52,7 +52,7 @@ def make_plots(study: Any, metric: str, folder: str | Path) -> tuple[list[Path],
                 with plt.style.context("default"):
                     draw(study, trials, metric, path)
                 files.append(path)
-            except Skip as skip:
+            except PlotSkipped as skip:
                 notes.append(f"{name}: skipped, {skip}")
             except Exception as exc:  # noqa: BLE001 - a plot never fails the study's record
                 notes.append(f"{name}: skipped, {type(exc).__name__}: {exc}")
@@ -60,7 +60,7 @@ def make_plots(study: Any, metric: str, folder: str | Path) -> tuple[list[Path],
         try:
             _write_html(study, trials, metric, html, notes)
             files.append(html)
-        except Skip as skip:
+        except PlotSkipped as skip:
             notes.append(f"study_plots.html: skipped, {skip}")
         except Exception as exc:  # noqa: BLE001
             notes.append(f"study_plots.html: skipped, {type(exc).__name__}: {exc}")
@@ -77,7 +77,7 @@ def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 def _need_complete(trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
     done = _complete(trials)
     if len(done) < count:
-        raise Skip(f"needs {count} completed trial{'s' if count > 1 else ''}, the study has {len(done)}")
+        raise PlotSkipped(f"needs {count} completed trial{'s' if count > 1 else ''}, the study has {len(done)}")
     return done
 
 
@@ -90,7 +90,7 @@ def _lr(trial: FrozenTrial) -> float | None:
 
 
 def _kind(trial: FrozenTrial) -> str:
-    if trial.user_attrs.get("diverged"):
+    if trial.user_attrs.get(TrialAttr.DIVERGED):
         return "diverged"
     return {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(
         trial.state, "running")
@@ -98,7 +98,7 @@ def _kind(trial: FrozenTrial) -> str:
 
 def _curve(trial: FrozenTrial) -> tuple[list[int], list[float]]:
     steps = sorted(trial.intermediate_values)
-    if trial.user_attrs.get("diverged") and steps:
+    if trial.user_attrs.get(TrialAttr.DIVERGED) and steps:
         steps = steps[:-1]  # the last value of a diverged trial is a penalty, not a measurement
     values = [trial.intermediate_values[s] for s in steps]
     keep = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
@@ -113,10 +113,8 @@ def _final(trial: FrozenTrial) -> float | None:
 
 
 def _best_number(study: Any) -> int | None:
-    try:
-        return study.best_trial.number
-    except ValueError:
-        return None
+    best = best_trial(study)
+    return None if best is None else best.number
 
 
 # -- matplotlib ----------------------------------------------------------------------------------
@@ -156,12 +154,12 @@ def _lr_vs_loss(study: Any, trials: list[FrozenTrial], metric: str, path: Path) 
     points = [(t, _lr(t)) for t in trials]
     points = [(t, lr) for t, lr in points if lr is not None]
     if not points:
-        raise Skip("no learning rate (learning_rate, lr or effective_learning_rate) among the trials' params")
+        raise PlotSkipped("no learning rate (learning_rate, lr or effective_learning_rate) among the trials' params")
     shown = [(t, lr, _final(t)) for t, lr in points if _kind(t) in ("completed", "pruned")]
     shown = [(t, lr, v) for t, lr, v in shown if v is not None]
     diverged = [lr for t, lr in points if _kind(t) == "diverged"]
     if not shown and not diverged:
-        raise Skip("no trial has a final value yet")
+        raise PlotSkipped("no trial has a final value yet")
     fig, ax = plt.subplots(figsize=(8, 5))
     best = _best_number(study)
     for kind, style in (("completed", dict(color="C0", marker="o")),
@@ -194,7 +192,7 @@ def _curves(study: Any, trials: list[FrozenTrial], metric: str, path: Path) -> N
     drawn = [(t, *_curve(t)) for t in trials]
     drawn = [(t, xs, ys) for t, xs, ys in drawn if xs]
     if not drawn:
-        raise Skip("no trial reported an epoch yet")
+        raise PlotSkipped("no trial reported an epoch yet")
     styles = {
         "completed": dict(color="C0", linestyle="-", alpha=0.8),
         "pruned": dict(color="grey", linestyle="--", alpha=0.6),
@@ -231,7 +229,7 @@ def _parallel(study: Any, trials: list[FrozenTrial], metric: str, path: Path) ->
 
     done = _need_complete(trials, 1)
     if not any(t.params for t in done):
-        raise Skip("the completed trials have no searched params")
+        raise PlotSkipped("the completed trials have no searched params")
     _save(plot_parallel_coordinate(study, target_name=metric), path)
 
 
@@ -260,9 +258,9 @@ def _importance_check(trials: list[FrozenTrial]) -> None:
     done = _need_complete(trials, 2)
     names = {name for t in done for name in t.params}
     if not names:
-        raise Skip("the completed trials have no searched params")
+        raise PlotSkipped("the completed trials have no searched params")
     if len({t.value for t in done}) < 2:
-        raise Skip("every completed trial has the same value")
+        raise PlotSkipped("every completed trial has the same value")
 
 
 _PNG_PLOTS: list[tuple[str, Callable[..., None]]] = [
@@ -279,7 +277,7 @@ def _write_html(study: Any, trials: list[FrozenTrial], metric: str, path: Path, 
     try:
         import plotly.graph_objects as go
     except ImportError:
-        raise Skip("plotly is not installed (pip install plotly for interactive plots)") from None
+        raise PlotSkipped("plotly is not installed (pip install plotly for interactive plots)") from None
     from optuna import visualization as vis
 
     figures: list[Any] = []
@@ -287,7 +285,7 @@ def _write_html(study: Any, trials: list[FrozenTrial], metric: str, path: Path, 
     def add(name: str, build: Callable[[], Any]) -> None:
         try:
             figures.append(build())
-        except Skip as skip:
+        except PlotSkipped as skip:
             notes.append(f"{name} (html): skipped, {skip}")
         except Exception as exc:  # noqa: BLE001
             notes.append(f"{name} (html): skipped, {type(exc).__name__}: {exc}")
@@ -306,7 +304,7 @@ def _write_html(study: Any, trials: list[FrozenTrial], metric: str, path: Path, 
                                          text=[f"trial {p[0].number}" for p in pts],
                                          marker=dict(symbol="circle" if kind == "completed" else "circle-open")))
         if not fig.data:
-            raise Skip("no trial with a learning rate has a final value yet")
+            raise PlotSkipped("no trial with a learning rate has a final value yet")
         fig.update_xaxes(type="log", title="learning rate (log scale)")
         fig.update_yaxes(title=f"final {metric}")
         fig.update_layout(title=f"Learning rate vs final {metric}")
@@ -322,7 +320,7 @@ def _write_html(study: Any, trials: list[FrozenTrial], metric: str, path: Path, 
                 fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"trial {t.number} ({kind})",
                                          line=dict(color=colors[kind], dash="dash" if kind == "pruned" else "solid")))
         if not fig.data:
-            raise Skip("no trial reported an epoch yet")
+            raise PlotSkipped("no trial reported an epoch yet")
         fig.update_layout(title=f"Learning curves: {metric} per epoch", xaxis_title="epoch", yaxis_title=metric)
         return fig
 
@@ -340,8 +338,27 @@ def _write_html(study: Any, trials: list[FrozenTrial], metric: str, path: Path, 
     add("parallel_coordinates", parallel)
     add("param_importances", importances)
     if not figures:
-        raise Skip("no plot can be drawn yet")
+        raise PlotSkipped("no plot can be drawn yet")
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     title = f"Study {study.study_name}"
     path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
                     f"<body><h2>{title}</h2>{''.join(parts)}</body></html>", encoding="utf-8")
+
+
+def lr_range_files(study: Any, study_name: str, folder: str | Path) -> list[Path]:
+    """The LR range test's curve (plot and JSON) when ``lr_bounds: auto`` ran one."""
+    import json
+
+    from orchestrator.lr_range.plot import plot_lr_range
+    from orchestrator.lr_range.result import LRRangeResult
+
+    record = study.user_attrs.get(StudyAttr.LR_RANGE)
+    if not record:
+        return []
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "lr_range_test.json"
+    data.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    plot = Path(plot_lr_range(LRRangeResult.from_dict(record["result"]), folder / "lr_range_test.png",
+                              title=f"LR range test: {study_name}"))
+    return [plot, data]

@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
+from orchestrator.keys import Tag
 from orchestrator.tracking import naming, records
-from orchestrator.tracking._values import numeric, params
+from orchestrator.tracking.values import numeric, params
 from orchestrator.tracking.records import Record
 
 PARENT = naming.PARENT_REF
@@ -35,10 +36,10 @@ def _whole(value: float) -> float | int:
 
 def parent_tags(spec: Any) -> dict[str, str]:
     return {
-        "stepsize.workload": spec.workload,
-        "stepsize.sampler": spec.sampler.name,
-        "stepsize.scheduler": spec.scheduler.name,
-        "stepsize.objective": f"{spec.objective.metric} ({spec.objective.mode})",
+        Tag.WORKLOAD: spec.workload,
+        Tag.SAMPLER: spec.sampler.name,
+        Tag.SCHEDULER: spec.scheduler.name,
+        Tag.OBJECTIVE: f"{spec.objective.metric} ({spec.objective.mode})",
     }
 
 
@@ -72,15 +73,15 @@ def end_records(summary: Any, spec: Any, staging: Path, plot_files: list[Path], 
         "trials.diverged": summary.diverged,
     }
     out.append(records.metrics(PARENT, 0, count_metrics))
-    tags = {naming.NOTE_TAG: _note(summary, spec, notes)}
+    tags = {Tag.NOTE: _note(summary, spec, notes)}
     if summary.best_number is not None:
         out.append(records.params(PARENT, params(summary.best_config, "best.")))
         best_metrics = {f"best.{k}": float(v) for k, v in summary.best_metrics.items() if numeric(v)}
         if summary.best_value is not None and math.isfinite(summary.best_value):
             best_metrics[f"best.{summary.metric}"] = float(summary.best_value)
         out.append(records.metrics(PARENT, 0, best_metrics))
-        tags[naming.BEST_TRIAL_TAG] = str(summary.best_number)
-        out.append(records.tags(naming.trial_ref(summary.best_number), {naming.BEST_TAG: "true"}))
+        tags[Tag.BEST_TRIAL] = str(summary.best_number)
+        out.append(records.tags(naming.trial_ref(summary.best_number), {Tag.BEST: "true"}))
         best_file = staging / "best_config.yaml"
         header = (f"# study {summary.name}: best trial {summary.best_number} "
                   f"({summary.metric} {summary.best_value:.6g}, mode {summary.mode})\n")

@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TextIO
 
+from orchestrator.errors import NoRecordError, UIStartError, UsageError
+from orchestrator.keys import StudyAttr
 from orchestrator.tracking import naming
 
 START_TIMEOUT_S = 120.0  # mlflow ui takes 15-30 s to start on a small machine; more under load
@@ -40,23 +42,23 @@ class StudyRecord:
 
 
 def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyRecord:
-    """The study's record, after writing whatever its spool still holds. LookupError when the
-    study has none yet."""
+    """The study's record, after writing whatever its record log still holds.
+    :class:`~orchestrator.errors.NoRecordError` when the study has none yet."""
     from mlflow import MlflowClient
 
-    from orchestrator.study import load_study
-    from orchestrator.tracking.recorder import replay_spool
+    from orchestrator.study.storage import load_study
+    from orchestrator.tracking.setup import replay_record_log
 
     study, spec = load_study(name, storage)
-    replayed = replay_spool(study, spec)
+    replayed = replay_record_log(study, spec)
     if replayed is not None and out is not None:
         state = "written" if replayed else "still waiting (tracking store unreachable)"
         print(f"records kept during a tracking outage: {state}", file=out)
     attrs = study.user_attrs
-    uri = attrs.get(naming.TRACKING_URI_ATTR) or naming.absolute_tracking_uri(spec.tracking_uri)
-    parent = attrs.get(naming.PARENT_RUN_ATTR)
+    uri = attrs.get(StudyAttr.MLFLOW_TRACKING_URI) or naming.absolute_tracking_uri(spec.tracking_uri)
+    parent = attrs.get(StudyAttr.MLFLOW_PARENT_RUN)
     if not parent:
-        raise LookupError(f"study {name!r} has no MLflow record in {naming.display_uri(uri)} yet")
+        raise NoRecordError(f"study {name!r} has no MLflow record in {naming.display_uri(uri)} yet")
     run = MlflowClient(tracking_uri=uri).get_run(parent)
     return StudyRecord(name, uri, run.info.experiment_id, parent)
 
@@ -104,7 +106,7 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
     """Start ``mlflow ui`` on the study's tracking store, print the parent run's URL, and wait
     until interrupted. A study recorded on a remote tracking server: print its URL there."""
     if not is_loopback(host):
-        raise ValueError(
+        raise UsageError(
             f"--host {host} would expose the MLflow UI, which has no authentication, beyond this machine; "
             f"use 127.0.0.1 and an SSH tunnel from yours: ssh -L {port}:127.0.0.1:{port} USER@THIS_HOST"
         )
@@ -114,7 +116,7 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
         print(record.url(naming.display_uri(record.tracking_uri)), file=out)
         return 0
     if not _port_free(host, port):
-        raise ValueError(f"port {port} on {host} is in use; pass another with --port")
+        raise UsageError(f"port {port} on {host} is in use; pass another with --port")
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     process = subprocess.Popen(ui_command(record.tracking_uri, host, port))
     if threading.current_thread() is threading.main_thread():
@@ -123,7 +125,7 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
     try:
         if not _wait_healthy(base, process, START_TIMEOUT_S):
             process.terminate()
-            raise RuntimeError(f"mlflow ui did not start on {base} (exit code {process.poll()})")
+            raise UIStartError(f"mlflow ui did not start on {base} (exit code {process.poll()})")
         print(f"MLflow UI for study {name}: {record.url(base)}", file=out, flush=True)
         print(f"(listening on {host} only; from another machine: ssh -L {port}:{host}:{port} USER@THIS_HOST, "
               "then open the same URL there. Ctrl-C stops it.)", file=out, flush=True)

@@ -25,6 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from orchestrator.errors import TrackingRefused, TrackingUnavailable
+from orchestrator.keys import Tag
 from orchestrator.tracking import naming
 from orchestrator.tracking.records import Record, now_ms
 
@@ -43,14 +45,6 @@ HTTP_ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-
-
-class TrackingUnavailable(RuntimeError):
-    """The tracking store could not be reached; nothing is lost, the records are to be retried."""
-
-
-class _Refused(RuntimeError):
-    """The store refused a request for good (see ``_PERMANENT_CODES``)."""
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -179,7 +173,7 @@ class MlflowWriter:
             return fn()
         except Exception as exc:  # noqa: BLE001 - sorted into refused (drop) and unreachable (retry)
             if is_permanent(exc):
-                raise _Refused(str(exc)) from exc
+                raise TrackingRefused(str(exc)) from exc
             if uncertain_run is not None:
                 self._uncertain.add(uncertain_run)
             raise TrackingUnavailable(f"{type(exc).__name__}: {_first_line(exc)}") from exc
@@ -195,7 +189,7 @@ class MlflowWriter:
                 self.experiment_id = self._call(
                     lambda: client.create_experiment(self.experiment_name, artifact_location=location)
                 )
-            except _Refused:  # created meanwhile by another process
+            except TrackingRefused:  # created meanwhile by another process
                 experiment = self._call(lambda: client.get_experiment_by_name(self.experiment_name))
                 if experiment is None:
                     raise TrackingUnavailable(f"cannot create experiment {self.experiment_name!r}") from None
@@ -217,7 +211,7 @@ class MlflowWriter:
                 run = self._call(lambda: client.get_run(self.parent_run_id))
                 if run.info.lifecycle_stage != "deleted":
                     found = run.info.run_id
-            except _Refused:
+            except TrackingRefused:
                 pass
             if found is None:
                 logger.warning("MLflow parent run %s of study %r is gone; a new one is created.",
@@ -225,14 +219,14 @@ class MlflowWriter:
         if found is None:
             matches = self._call(lambda: client.search_runs(
                 [experiment_id],
-                filter_string=f"tags.`{naming.STUDY_KEY_TAG}` = '{self.study_key}' "
-                              f"and tags.`{naming.ROLE_TAG}` = 'study'",
+                filter_string=f"tags.`{Tag.STUDY_KEY}` = '{self.study_key}' "
+                              f"and tags.`{Tag.ROLE}` = 'study'",
                 max_results=1,
             ))
             found = matches[0].info.run_id if matches else None
         if found is None:
-            tags = {**self._parent_tags, naming.ROLE_TAG: "study", naming.STUDY_TAG: self.study_name,
-                    naming.STUDY_KEY_TAG: self.study_key}
+            tags = {**self._parent_tags, Tag.ROLE: "study", Tag.STUDY: self.study_name,
+                    Tag.STUDY_KEY: self.study_key}
             run = self._call(lambda: client.create_run(experiment_id, tags=tags, run_name=self.study_name))
             self.parent_run_id = run.info.run_id
             self._logged[self.parent_run_id] = set()
@@ -252,12 +246,12 @@ class MlflowWriter:
         while True:
             page = self._call(lambda: client.search_runs(
                 [self.experiment_id],
-                filter_string=f"tags.`{naming.PARENT_TAG}` = '{parent}'",
+                filter_string=f"tags.`{Tag.PARENT}` = '{parent}'",
                 max_results=_SEARCH_PAGE,
                 page_token=token,
             ))
             for run in page:
-                number = run.data.tags.get(naming.TRIAL_NUMBER_TAG)
+                number = run.data.tags.get(Tag.TRIAL_NUMBER)
                 if number is None or not number.isdigit():
                     continue
                 ref = naming.trial_ref(int(number))
@@ -286,11 +280,11 @@ class MlflowWriter:
         open_record = open_record or {}
         tags = {
             **open_record.get("tags", {}),
-            naming.PARENT_TAG: self.parent_run_id,
-            naming.ROLE_TAG: "trial",
-            naming.STUDY_TAG: self.study_name,
-            naming.STUDY_KEY_TAG: self.study_key,
-            naming.TRIAL_NUMBER_TAG: str(number),
+            Tag.PARENT: self.parent_run_id,
+            Tag.ROLE: "trial",
+            Tag.STUDY: self.study_name,
+            Tag.STUDY_KEY: self.study_key,
+            Tag.TRIAL_NUMBER: str(number),
         }
         client = self._client()
         run = self._call(lambda: client.create_run(
@@ -330,7 +324,7 @@ class MlflowWriter:
         if metrics or params or tags:
             try:
                 self._call(lambda: client.log_batch(run_id, metrics=metrics, params=params, tags=tags), run_id)
-            except _Refused as refused:
+            except TrackingRefused as refused:
                 self._write_apart(run_id, metrics, params, tags, refused)
             logged.update(fresh)
             self._logged.setdefault(run_id, logged)
@@ -343,28 +337,28 @@ class MlflowWriter:
             try:
                 self._call(lambda item=item: client.log_artifact(run_id, item["path"], item.get("dir")))
                 self.stats["artifacts"] += 1
-            except _Refused as refused:
+            except TrackingRefused as refused:
                 logger.warning("MLflow refused artifact %s: %s", item["path"], refused)
         if batch.close is not None:
             close = batch.close
             try:
                 self._call(lambda: client.set_terminated(run_id, status=close["status"], end_time=close["ts"]))
-            except _Refused as refused:
+            except TrackingRefused as refused:
                 logger.warning("MLflow refused to end run %s: %s", run_id, refused)
 
-    def _write_apart(self, run_id: str, metrics: list, params: list, tags: list, refused: _Refused) -> None:
+    def _write_apart(self, run_id: str, metrics: list, params: list, tags: list, refused: TrackingRefused) -> None:
         """A batch was refused: send params apart from metrics and tags so one bad param (a value
         that would change) costs only itself."""
         client = self._client()
         if params:
             try:
                 self._call(lambda: client.log_batch(run_id, params=params), run_id)
-            except _Refused as again:
+            except TrackingRefused as again:
                 logger.warning("MLflow refused params for run %s (dropped): %s", run_id, _first_line(again))
         if metrics or tags:
             try:
                 self._call(lambda: client.log_batch(run_id, metrics=metrics, tags=tags), run_id)
-            except _Refused as again:
+            except TrackingRefused as again:
                 logger.warning("MLflow refused metrics/tags for run %s (dropped): %s", run_id, _first_line(again))
         elif not params:
             logger.warning("MLflow refused a batch for run %s (dropped): %s", run_id, _first_line(refused))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from typing import Any, Callable
+
+from orchestrator.errors import TrialConfigError
+from orchestrator.keys import Config
 
 SCALING_RULES: dict[str, Callable[[float], float]] = {
     "none": lambda ratio: 1.0,
@@ -24,14 +27,29 @@ def scaled_learning_rate(
 ) -> float:
     """The learning rate for ``batch_size`` when ``base_lr`` suits ``reference_batch_size``.
 
-    ``rule`` is one of ``none``, ``linear``, ``sqrt``; ``ValueError`` on an unknown rule, a
+    ``rule`` is one of ``none``, ``linear``, ``sqrt``; :class:`~orchestrator.errors.TrialConfigError` (a
+    ``ValueError``) on an unknown rule, a
     non-positive rate or a batch size that is not a positive integer.
     """
     if rule not in SCALING_RULES:
-        raise ValueError(f"LR scaling rule is {rule!r}; expected one of {', '.join(SCALING_RULES)}")
+        raise TrialConfigError(f"LR scaling rule is {rule!r}; expected one of {', '.join(SCALING_RULES)}")
     if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) or not 0 < base_lr < math.inf:
-        raise ValueError(f"base learning rate is {base_lr!r}; expected a positive number")
+        raise TrialConfigError(f"base learning rate is {base_lr!r}; expected a positive number")
     for name, value in (("batch_size", batch_size), ("reference_batch_size", reference_batch_size)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} is {value!r}; expected a positive integer")
+            raise TrialConfigError(f"{name} is {value!r}; expected a positive integer")
     return float(base_lr) * SCALING_RULES[rule](batch_size / reference_batch_size)
+
+
+def apply_lr_scaling(params: dict[str, Any], rule: str, reference_batch_size: int) -> dict[str, Any]:
+    """A trial's params with ``learning_rate`` made effective for its batch size.
+
+    The searched value is the base LR at ``reference_batch_size``; it is kept as
+    ``base_learning_rate``. A trial without ``batch_size`` trains at the reference size.
+    """
+    if rule == "none" or "learning_rate" not in params:
+        return params
+    base = params["learning_rate"]
+    batch = int(params.get("batch_size", reference_batch_size))
+    return {**params, Config.BASE_LR: base,
+            "learning_rate": scaled_learning_rate(base, batch, rule, reference_batch_size)}

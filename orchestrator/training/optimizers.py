@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
+from orchestrator.errors import TrialConfigError
+
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 DEFAULT_OPTIMIZER = "sgd"
 DEFAULT_LR = 0.05  # SGD's; the adaptive optimizers default to their usual, smaller rates
@@ -44,7 +46,7 @@ def _optimizer_name(config: Mapping[str, Any]) -> str:
     name = config.get("optimizer", DEFAULT_OPTIMIZER)
     key = name.lower() if isinstance(name, str) else name
     if key not in OPTIMIZERS:
-        raise ValueError(f"config['optimizer'] is {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+        raise TrialConfigError(f"config['optimizer'] is {name!r}; expected one of {', '.join(OPTIMIZERS)}")
     return key
 
 
@@ -58,7 +60,7 @@ def layer_param_groups(config: Mapping[str, Any], model: nn.Module, lr: float) -
     multiplier = config.get("head_lr_multiplier")
     decay = config.get("layer_lr_decay")
     if multiplier is not None and decay is not None:
-        raise ValueError("config sets both head_lr_multiplier and layer_lr_decay; use one of them")
+        raise TrialConfigError("config sets both head_lr_multiplier and layer_lr_decay; use one of them")
     if multiplier is None and decay is None:
         return [{"params": list(model.parameters())}]
     layers = layer_groups(model)
@@ -88,7 +90,7 @@ def layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
     candidates += [(name, fresh(child.parameters())) for name, child in model.named_children()]
     layers = [(name, params) for name, params in candidates if params]
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no parameters to optimize")
+        raise TrialConfigError(f"{type(model).__name__} has no parameters to optimize")
     return layers
 
 
@@ -123,27 +125,21 @@ def _adam_keys(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _numbers(config: Mapping[str, Any], keys: Mapping[str, tuple[float, _Check]]) -> dict[str, float]:
+    """``{key: config_number(config, key, default, *check)}`` for ``keys``' (default, check) pairs."""
+    return {key: config_number(config, key, default, *check) for key, (default, check) in keys.items()}
+
+
 def _rmsprop(params: Params, lr: float, config: Mapping[str, Any]) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(
-        params,
-        lr=lr,
-        alpha=config_number(config, "alpha", 0.99, *_UNIT_OPEN),
-        eps=config_number(config, "eps", 1e-8, *_POSITIVE),
-        momentum=config_number(config, "momentum", 0.0, *_UNIT_OPEN),
-        centered=bool(config.get("centered", False)),
-        weight_decay=_weight_decay(config, 0.0),
-    )
+    numbers = _numbers(config, {"alpha": (0.99, _UNIT_OPEN), "eps": (1e-8, _POSITIVE), "momentum": (0.0, _UNIT_OPEN)})
+    return torch.optim.RMSprop(params, lr=lr, **numbers, centered=bool(config.get("centered", False)),
+                               weight_decay=_weight_decay(config, 0.0))
 
 
 def _adagrad(params: Params, lr: float, config: Mapping[str, Any]) -> torch.optim.Optimizer:
-    return torch.optim.Adagrad(
-        params,
-        lr=lr,
-        lr_decay=config_number(config, "lr_decay", 0.0, *_NON_NEGATIVE),
-        eps=config_number(config, "eps", 1e-10, *_POSITIVE),
-        initial_accumulator_value=config_number(config, "initial_accumulator_value", 0.0, *_NON_NEGATIVE),
-        weight_decay=_weight_decay(config, 0.0),
-    )
+    numbers = _numbers(config, {"lr_decay": (0.0, _NON_NEGATIVE), "eps": (1e-10, _POSITIVE),
+                                "initial_accumulator_value": (0.0, _NON_NEGATIVE)})
+    return torch.optim.Adagrad(params, lr=lr, **numbers, weight_decay=_weight_decay(config, 0.0))
 
 
 _BUILDERS: dict[str, Callable[[Params, float, Mapping[str, Any]], torch.optim.Optimizer]] = {
@@ -168,5 +164,5 @@ def config_number(
     if value is None:
         return float(default)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not valid(value):
-        raise ValueError(f"config[{key!r}] is {value!r}; expected {expected}")
+        raise TrialConfigError(f"config[{key!r}] is {value!r}; expected {expected}")
     return float(value)

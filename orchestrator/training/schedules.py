@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
+from orchestrator.errors import TrialConfigError
 from orchestrator.training.optimizers import config_number
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine", "onecycle", "cyclic", "plateau")
@@ -79,7 +80,7 @@ class LRSchedule:
             return
         if isinstance(self.scheduler, ReduceLROnPlateau):
             if val_loss is None:
-                raise ValueError("the plateau schedule needs the epoch's validation loss: step_epoch(val_loss)")
+                raise TrialConfigError("the plateau schedule needs the epoch's validation loss: step_epoch(val_loss)")
             self.scheduler.step(float(val_loss))
         else:
             self.scheduler.step()
@@ -97,9 +98,9 @@ def build_scheduler(
     """
     name = config.get("schedule", DEFAULT_SCHEDULE)
     if name not in SCHEDULES:
-        raise ValueError(f"config['schedule'] is {name!r}; expected one of {', '.join(SCHEDULES)}")
+        raise TrialConfigError(f"config['schedule'] is {name!r}; expected one of {', '.join(SCHEDULES)}")
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, numbers.Integral) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch is {steps_per_epoch!r}; expected a positive integer")
+        raise TrialConfigError(f"steps_per_epoch is {steps_per_epoch!r}; expected a positive integer")
     run = _Run(config, optimizer, int(steps_per_epoch), config.get("max_epochs") if epochs is None else epochs, name)
     return _BUILDERS[name](run)
 
@@ -118,7 +119,7 @@ class _Run:
     def epochs(self) -> int:
         epochs = self.epochs_given
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-            raise ValueError(
+            raise TrialConfigError(
                 f"the {self.name} schedule needs the trial's total epochs (a positive integer), got {epochs!r}"
             )
         return int(epochs)
@@ -147,9 +148,9 @@ class _Run:
         if wanted is None:
             wanted = has_momentum
         if not isinstance(wanted, bool):
-            raise ValueError(f"config['cycle_momentum'] is {wanted!r}; expected true or false")
+            raise TrialConfigError(f"config['cycle_momentum'] is {wanted!r}; expected true or false")
         if wanted and not has_momentum:
-            raise ValueError("config['cycle_momentum'] is true but the optimizer has no momentum (or beta1) to cycle")
+            raise TrialConfigError("config['cycle_momentum'] is true but the optimizer has no momentum (or beta1) to cycle")
         if not wanted:
             return {"cycle_momentum": False}
         base = [max(0.0, peak - MOMENTUM_SPAN) for peak in peaks]

@@ -3,6 +3,8 @@ small CNN, trained with the configured optimizer (SGD with momentum by default) 
 
 The data set is loaded and split once per worker process (Ray reuses the process for many
 trials); the split is fixed by the study seed, so every trial sees the same validation set.
+The LR range test setups (:func:`digits_mlp_lr_range_setup`, :func:`digits_cnn_lr_range_setup`)
+start from the same model, initialisation and batch order as a trial with the same seed.
 
 Each epoch reports ``train_loss``, ``val_loss``, ``val_accuracy``, ``epoch_time_s`` and the
 learning rate of the first parameter group: ``lr``, the rate the epoch's last batch was trained
@@ -20,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.context import TrialContext
-from orchestrator.training.ddp import prepare_model, shard
+from orchestrator.errors import TrialConfigError
+from orchestrator.trial.context import TrialContext
+from orchestrator.training.distributed import prepare_model, shard
 from orchestrator.training.optimizers import build_optimizer
 from orchestrator.training.schedules import build_scheduler
 
@@ -121,3 +124,34 @@ def _train(kind: str, config: dict[str, Any], trial: TrialContext) -> None:
             lr_max=max(lrs),
             epoch_time_s=time.perf_counter() - started,
         )
+
+
+def digits_lr_range_setup(
+    config: Mapping[str, Any], options: Mapping[str, Any], seed: int, *, kind: str = "cnn"
+) -> tuple[nn.Module, nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """A fresh ``kind`` (``mlp`` or ``cnn``) model, cross-entropy, and one epoch of training batches
+    of ``config["batch_size"]`` (default 64)."""
+    if kind not in ("mlp", "cnn"):
+        raise TrialConfigError(f"kind is {kind!r}; expected mlp or cnn")
+    batch_size = int(config.get("batch_size", DEFAULT_BATCH_SIZE))
+    if batch_size < 1:
+        raise TrialConfigError(f"batch_size is {batch_size}; expected at least 1")
+    x_tr, y_tr, _, _ = load_digits_split(int(options.get("split_seed", 0)))
+    torch.manual_seed(seed)
+    model = build_model(kind, options)
+    order = torch.randperm(x_tr.shape[0], generator=torch.Generator().manual_seed(seed))
+    batches = [
+        (x_tr[order[start : start + batch_size]], y_tr[order[start : start + batch_size]])
+        for start in range(0, x_tr.shape[0], batch_size)
+    ]
+    return model, nn.CrossEntropyLoss(), batches
+
+
+def digits_cnn_lr_range_setup(config: Mapping[str, Any], options: Mapping[str, Any], seed: int):
+    """:func:`digits_lr_range_setup` for ``digits_cnn``."""
+    return digits_lr_range_setup(config, options, seed, kind="cnn")
+
+
+def digits_mlp_lr_range_setup(config: Mapping[str, Any], options: Mapping[str, Any], seed: int):
+    """:func:`digits_lr_range_setup` for ``digits_mlp``."""
+    return digits_lr_range_setup(config, options, seed, kind="mlp")

@@ -34,10 +34,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from orchestrator.context import TrialContext
+from orchestrator.keys import Env
+from orchestrator.trial.context import TrialContext
 from orchestrator.errors import SpecError
 
-ENV_VAR = "STEPSIZE_LCBENCH_DIR"
+ENV_VAR = Env.LCBENCH_DIR
 DEFAULT_DIR = "../shared/data/lcbench"
 DEFAULT_TASK = "3945"
 MAX_EPOCHS = 51  # surrogate epochs 2..52; epoch 1 is the untrained model

@@ -1,0 +1,173 @@
+"""Adapter: Optuna's TPE sampler with its per-suggest cost cut for studies of thousands of trials.
+
+This module reaches into private names of Optuna's TPE (``TPESampler._sample``, ``_split``,
+``_get_internal_repr``, ``optuna.samplers._tpe``...). It is used only with the Optuna versions in
+:data:`CHECKED_OPTUNA_VERSIONS` (listed again in ``pyproject.toml`` under ``[tool.stepsize.compat]``)
+and only while every private name it needs is there; otherwise :func:`tpe_sampler` returns the
+stock ``optuna.samplers.TPESampler`` with the same arguments and warns once. The contract test
+``tests/unit/compat/test_optuna_tpe_contract.py`` fails loudly when Optuna changes under it.
+
+At 2,000 trials a stock ``TPESampler`` in its independent mode (stepsize's default) spends most
+of a suggest on work that does not change what it draws:
+
+- for every parameter it reads all trials from the storage again and splits them into the good
+  (below) and the rest (above), though both are the same for all parameters of one trial;
+- for every parameter it converts every past trial's value to its internal representation,
+  though a finished trial's values never change;
+- on integer parameters it evaluates the Gaussian log-CDF one element at a time in Python behind
+  a 1,000-entry cache (``optuna.samplers._tpe._truncnorm._log_ndtr``), for tens of thousands of
+  elements per suggest.
+
+:class:`StudyTPESampler` reads and splits the trials once per trial (again after any ask or tell)
+and keeps finished trials' internal values; :func:`use_vectorized_log_ndtr` swaps the log-CDF for
+SciPy's vectorized ``scipy.special.log_ndtr`` (the same function, computed in C). The draws are
+those of ``TPESampler`` with the same arguments and seed; a test holds them equal.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers._tpe import _truncnorm
+from optuna.samplers._tpe import sampler as _tpe_module
+from optuna.trial import FrozenTrial, TrialState
+
+logger = logging.getLogger(__name__)
+
+#: The Optuna releases this adapter was checked against (draws equal to stock TPE, contract test).
+CHECKED_OPTUNA_VERSIONS = ("5.0.0",)
+#: The private names it relies on: (owner, attribute).
+PRIVATE_NAMES = (
+    (optuna.samplers.TPESampler, "_sample"),
+    (optuna.samplers.TPESampler, "_build_parzen_estimator"),
+    (optuna.samplers.TPESampler, "_compute_acquisition_func"),
+    (optuna.samplers.TPESampler, "_compare"),
+    (optuna.samplers.TPESampler, "_get_internal_repr"),
+    (optuna.samplers.TPESampler, "_get_params"),
+    (optuna.Study, "_get_trials"),
+    (_tpe_module, "_split_trials"),
+    (_tpe_module, "default_gamma"),
+    (_tpe_module, "default_gamma_multiobjective"),
+    (_truncnorm, "_log_ndtr"),
+)
+
+_optuna_log_ndtr = _truncnorm._log_ndtr  # Optuna's own, kept for comparison
+_MISSING = object()
+_warned = False
+
+
+def adapter_problem() -> str | None:
+    """Why the adapter cannot be used with the installed Optuna, or None when it can."""
+    if optuna.__version__ not in CHECKED_OPTUNA_VERSIONS:
+        return f"Optuna {optuna.__version__} is not one it was checked against ({', '.join(CHECKED_OPTUNA_VERSIONS)})"
+    missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in PRIVATE_NAMES if not hasattr(owner, name)]
+    if missing:
+        return f"Optuna {optuna.__version__} lacks {', '.join(missing)}"
+    return None
+
+
+def tpe_sampler(**kwargs: Any) -> optuna.samplers.TPESampler:
+    """A :class:`StudyTPESampler` with ``kwargs`` where the installed Optuna was checked, else the
+    stock ``TPESampler`` (same draws, slower on long studies) after one warning."""
+    global _warned
+    problem = adapter_problem()
+    if problem is None:
+        return StudyTPESampler(**kwargs)
+    if not _warned:
+        _warned = True
+        logger.warning("stepsize uses Optuna's stock TPESampler: %s. Suggestions are the same; each "
+                       "costs more on studies of thousands of trials.", problem)
+    return optuna.samplers.TPESampler(**kwargs)
+
+
+def _vectorized_log_ndtr(a: np.ndarray) -> np.ndarray:
+    """log(Phi(a)) for an array, as ``_truncnorm._log_ndtr`` computes it, in one C call."""
+    from scipy.special import log_ndtr  # imported once by use_vectorized_log_ndtr
+
+    return np.asarray(log_ndtr(np.asarray(a, dtype=float)), dtype=float)
+
+
+def use_vectorized_log_ndtr() -> None:
+    """Compute TPE's Gaussian log-CDF with SciPy (idempotent; process-wide, same values)."""
+    if _truncnorm._log_ndtr is not _vectorized_log_ndtr:
+        import scipy.special  # noqa: F401  (here, not in the first suggest)
+
+        _truncnorm._log_ndtr = _vectorized_log_ndtr
+
+
+class StudyTPESampler(optuna.samplers.TPESampler):
+    """``optuna.samplers.TPESampler`` that reads and splits the trials once per trial, not once
+    per parameter, and remembers finished trials' internal values.
+
+    Takes the same arguments and draws the same values for the same seed. The per-trial split is
+    dropped at every ask and tell; between them only the driver's own suggests run (one driver
+    per study), so no trial changes state while it is kept.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trial_split: tuple[tuple[int, int], list[FrozenTrial], list[FrozenTrial]] | None = None
+        self._internal: dict[tuple, dict[int, tuple[float, ...] | None]] = {}
+        use_vectorized_log_ndtr()
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._trial_split = None
+        super().before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._trial_split = None
+        super().after_trial(study, trial, state, values)
+
+    def _sample(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        # TPESampler._sample (optuna 5.0) with the trials and their split kept per trial.
+        below_trials, above_trials = self._split(study, trial)
+        mpe_below = self._build_parzen_estimator(study, search_space, below_trials, handle_below=True)
+        mpe_above = self._build_parzen_estimator(study, search_space, above_trials, handle_below=False)
+        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        acq_func_vals = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+        ret = optuna.samplers.TPESampler._compare(samples_below, acq_func_vals)
+        for param_name, dist in search_space.items():
+            ret[param_name] = dist.to_external_repr(ret[param_name])
+        return ret
+
+    def _split(self, study: optuna.Study, trial: FrozenTrial) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """Optuna's below/above split of the other trials, computed once per trial."""
+        key = (study._study_id, trial.number)
+        if self._trial_split is not None and self._trial_split[0] == key and self._constraints_func is None:
+            return self._trial_split[1], self._trial_split[2]
+        states = [TrialState.COMPLETE, TrialState.PRUNED]
+        if self._constant_liar:
+            states.append(TrialState.RUNNING)
+        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+        if self._constant_liar:
+            trials = [t for t in trials if trial.number != t.number]
+        if self._gamma is None:
+            self._gamma = _tpe_module.default_gamma if len(study.directions) <= 1 else _tpe_module.default_gamma_multiobjective
+        n = sum(t.state != TrialState.RUNNING for t in trials)  # running trials are not counted
+        below, above = _tpe_module._split_trials(study, trials, self._gamma(n))
+        self._trial_split = (key, below, above)
+        return below, above
+
+    def _get_internal_repr(
+        self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution], study: optuna.Study
+    ) -> dict[str, np.ndarray]:
+        # TPESampler._get_internal_repr with finished trials' values converted once.
+        names = list(search_space)
+        known = self._internal.setdefault((study._study_id, tuple(search_space.items())), {})
+        rows: list[tuple[float, ...]] = []
+        for trial in trials:
+            row = known.get(trial.number, _MISSING) if trial.state.is_finished() else _MISSING
+            if row is _MISSING:
+                params = self._get_params(trial, study)
+                row = (tuple(search_space[name].to_internal_repr(params[name]) for name in names)
+                       if search_space.keys() <= params.keys() else None)
+                if trial.state.is_finished():
+                    known[trial.number] = row
+            if row is not None:
+                rows.append(row)
+        columns = list(zip(*rows)) if rows else [() for _ in names]
+        return {name: np.asarray(column) for name, column in zip(names, columns)}

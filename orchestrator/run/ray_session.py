@@ -1,0 +1,96 @@
+"""The driver's Ray session: Ray Tune's settings, token authentication, and joining or starting
+the cluster.
+
+:func:`apply_tune_settings` runs first in ``launch`` and ``resume``, before anything imports Ray
+Tune (Ray reads some settings when it is imported). Token authentication: Ray turns it on by
+itself for a cluster it starts (``ray.init()`` with no address) and for ``address="auto"`` when a
+token is found; a driver given ``HOST:PORT`` must have ``RAY_AUTH_MODE=token`` set explicitly.
+When the user hands stepsize a token (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``) and leaves the
+mode unset, :func:`prepare_driver_auth` sets it, so the token is used rather than silently
+ignored. An explicit ``RAY_AUTH_MODE`` is always respected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from orchestrator.errors import RayAuthError
+
+MODE_ENV = "RAY_AUTH_MODE"
+TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+# Tune's per-trial CSV/JSON/TensorBoard files are not needed: Optuna holds the study and MLflow
+# the record. Skipping them removes file writes from every result.
+TUNE_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_THRESHOLD_S": "30",
+    # Trials with several DDP workers run as Ray Train (v1) trainers inside Tune trials.
+    "RAY_TRAIN_V2_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    # Resume reads the Optuna storage and the trials' checkpoints, not Tune's experiment state:
+    # snapshot it rarely.
+    "TUNE_GLOBAL_CHECKPOINT_S": "300",
+    # A failed trial's last result carries the error, not the objective.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+}
+_RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air")
+
+
+def apply_tune_settings(verbose: bool = False) -> None:
+    """Ray Tune's settings for a stepsize driver (a value the user set wins), and Ray's own logs
+    down to errors unless ``verbose``."""
+    for key, value in TUNE_ENV.items():
+        os.environ.setdefault(key, value)
+    if not verbose:
+        for name in _RAY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def prepare_driver_auth(address: str | None) -> bool:
+    """Set ``RAY_AUTH_MODE=token`` for a driver joining ``address`` with a token given in the
+    environment; returns whether token authentication is on for this driver."""
+    mode = os.environ.get(MODE_ENV)
+    if mode is not None:
+        return mode.lower() == "token"
+    if address is None or not any(os.environ.get(name) for name in TOKEN_ENVS):
+        return False
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path and not os.environ.get("RAY_AUTH_TOKEN") and not os.path.isfile(os.path.expanduser(path)):
+        raise RayAuthError(
+            f"RAY_AUTH_TOKEN_PATH is {path!r}, which is not a file. Point it at the cluster's token file "
+            "(`stepsize cluster status` prints it for a local cluster; `ray get-auth-token` prints the token)."
+        )
+    os.environ[MODE_ENV] = "token"
+    from orchestrator._compat.ray_config import reload_ray_config
+
+    reload_ray_config()  # only does something when Ray was imported before this
+    return True
+
+
+def worker_env() -> dict:
+    """Workers import workloads as the driver does: its working folder and PYTHONPATH first; on a
+    cluster started apart from the driver they also need its Ray Train version (v1)."""
+    paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                         "RAY_TRAIN_V2_ENABLED": os.environ.get("RAY_TRAIN_V2_ENABLED", "0")}}
+
+
+def ensure_ray(address: str | None, verbose: bool = False) -> None:
+    """Connect to the Ray cluster at ``address`` or start one on this machine (idempotent)."""
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():
+        return
+    prepare_driver_auth(address)  # before Ray is imported: a token given for a remote cluster turns auth on
+    import ray
+
+    ray.init(
+        address=address,
+        runtime_env=worker_env(),
+        include_dashboard=False if address is None else None,
+        logging_level=logging.INFO if verbose else logging.ERROR,
+        log_to_driver=verbose,
+        configure_logging=True,
+    )

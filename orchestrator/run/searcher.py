@@ -1,0 +1,263 @@
+"""A Ray Tune searcher backed by an Optuna study in persistent storage, through ask/tell.
+
+Unlike Ray Tune's stock ``OptunaSearch``, a trial the scheduler stops early is told to Optuna
+as PRUNED after every epoch's value was reported as an intermediate value, never as COMPLETE
+with a partial value, so TPE ranks it by how far it got. Failed trials are told as FAIL.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, TrialAttr
+from orchestrator.spec import StudySpec
+from orchestrator.study.samplers import AskTellGridSampler
+from orchestrator.study.storage import running_trial
+from orchestrator.training.lr_scaling import apply_lr_scaling
+
+# Keys of a result that are not metrics the workload reported.
+_NOT_REPORTED = TUNE_RESULT_KEYS | {Result.TRIAL_FAILED}
+
+
+@dataclass(frozen=True)
+class ResumeTicket:
+    """A trial that was running when the study's driver stopped, to be run again as itself.
+
+    ``config`` is what the trainable gets (with the trial number and, when one was found, the
+    checkpoint folder to continue from); ``last_epoch`` the last epoch Optuna was told.
+    """
+
+    number: int
+    config: dict[str, Any]
+    last_epoch: int
+    checkpoint_epoch: int | None = None
+
+
+@dataclass
+class SearchProgress:
+    """Running counts the progress view shows; kept by the searcher as trials end."""
+
+    total: int
+    resumed: int = 0
+    started: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    failed: int = 0
+    best_value: float | None = None
+    best_number: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    first_result_at: float | None = None
+    suggest_seconds: list[float] = field(default_factory=list)  # driver time of each suggest
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+
+class OptunaStudySearcher(Searcher):
+    """Suggest configurations from ``study`` and tell it how each trial ended.
+
+    Args:
+        study: the study, loaded from its storage; only the driver touches it.
+        spec: the validated study spec (search space, objective, budget).
+        max_new_trials: how many new trials this run may ask the sampler for.
+        resumed: trials that were running when the study was interrupted; they are handed to
+            Tune first, under their own Optuna trial numbers.
+    """
+
+    def __init__(
+        self, study: optuna.Study, spec: StudySpec, max_new_trials: int, resumed: list[ResumeTicket] | None = None
+    ):
+        super().__init__(metric=spec.objective.metric, mode=spec.objective.mode)
+        self._study = study
+        self._storage_url = spec.storage
+        self._space = spec.search_space
+        self._fixed = spec.search_space.fixed_values()
+        self._max_epochs = spec.budget.max_epochs
+        self._max_new_trials = max_new_trials
+        self._lr_scaling = spec.lr_scaling
+        self._live: dict[str, optuna.Trial] = {}
+        self._last_told_epoch: dict[str, int] = {}
+        self._failed: dict[str, optuna.Trial] = {}
+        self._worst: float | None = None  # worst finite value reported: the divergence penalty
+        self._resume_queue = list(resumed or [])
+        self._asked = 0
+        self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue))
+
+    # -- Ray Tune Searcher interface -------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self._resume_queue:
+            return self._resume(trial_id, self._resume_queue.pop(0))
+        if self._asked >= self._max_new_trials or self._grid_exhausted():
+            return Searcher.FINISHED
+        began = time.perf_counter()
+        self._asked += 1
+        trial = self._study.ask()
+        config = self._space.suggest(trial)
+        trial.set_user_attr(TrialAttr.RAY_TRIAL_ID, trial_id)
+        scaled = apply_lr_scaling(config, self._lr_scaling.rule, self._lr_scaling.reference_batch_size)
+        if Config.BASE_LR in scaled:
+            trial.set_user_attr(TrialAttr.EFFECTIVE_LR, scaled["learning_rate"])
+        self._live[trial_id] = trial
+        self.progress.started += 1
+        self.progress.running += 1
+        self.progress.suggest_seconds.append(time.perf_counter() - began)
+        return {**config, Config.TRIAL_NUMBER: trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._report(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self._live:
+            return
+        told_before = self._last_told_epoch.get(trial_id, 0)
+        if result:
+            self._report(trial_id, result)  # a result that made the scheduler stop the trial
+        trial = self._live.pop(trial_id)
+        self.progress.running -= 1
+        epochs = self._last_told_epoch.pop(trial_id, 0)
+        trial.set_user_attr(TrialAttr.EPOCHS, epochs)
+        if result:
+            trial.set_user_attr(TrialAttr.FINAL_METRICS, reported_metrics(result))
+        value = result.get(self.metric) if result else None
+        if error:
+            self._failed[trial_id] = trial  # told once FailureRelay brings the error text
+        elif result and result.get(Result.TRIAL_FAILED):
+            self._failed[trial_id] = trial
+            self.tell_failure(trial_id, str(result.get(Result.ERROR) or "the workload raised"))
+        elif epochs == 0:
+            self._tell(trial, TrialState.FAIL, "failed: ended before its first report")
+        elif result and (result.get(Result.DIVERGED) or (Result.DONE in result and not _finite(value))):
+            reason = result.get(Result.DIVERGED_REASON) or f"{self.metric} became {value}"
+            trial.set_user_attr(TrialAttr.DIVERGED, True)
+            self._tell(trial, TrialState.PRUNED, f"diverged in epoch {epochs}: {reason}")
+            self.progress.diverged += 1
+        elif result and result.get(Result.DONE) and (epochs >= self._max_epochs or epochs == told_before):
+            # Reached the epoch budget, or the workload returned on its own: Tune repeats the
+            # last result (already told) with done=True. A scheduler stop brings a new result.
+            self._tell(trial, TrialState.COMPLETE, "completed", float(value))
+        elif result and result.get(Result.DONE):
+            self._tell(trial, TrialState.PRUNED, f"pruned at epoch {epochs}")
+        else:
+            self._tell(trial, TrialState.PRUNED, f"stopped at epoch {epochs} when the time limit was reached")
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _resume(self, trial_id: str, ticket: ResumeTicket) -> dict[str, Any]:
+        trial = running_trial(self._study, self._storage_url, ticket.number)
+        trial.set_user_attr(TrialAttr.RAY_TRIAL_ID, trial_id)
+        trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, ticket.checkpoint_epoch or 0)
+        self._live[trial_id] = trial
+        self._last_told_epoch[trial_id] = ticket.last_epoch
+        self.progress.started += 1
+        self.progress.running += 1
+        self.progress.resumed += 1
+        return dict(ticket.config)
+
+    def tell_failure(self, trial_id: str, message: str) -> None:
+        """Tell a trial that raised as FAIL, keeping its error text on the Optuna trial."""
+        trial = self._failed.pop(trial_id, None)
+        if trial is not None:
+            trial.set_user_attr(TrialAttr.ERROR, message[-4000:])
+            self._tell(trial, TrialState.FAIL, "failed: " + (message.strip().splitlines() or ["error"])[-1][:300])
+
+    def _report(self, trial_id: str, result: dict[str, Any]) -> None:
+        trial = self._live.get(trial_id)
+        epoch = result.get(Result.EPOCH)
+        value = result.get(self.metric)
+        if trial is None or epoch is None or result.get(Result.TRIAL_FAILED) or epoch <= self._last_told_epoch.get(trial_id, 0):
+            return
+        self._last_told_epoch[trial_id] = int(epoch)
+        if self.progress.first_result_at is None:
+            self.progress.first_result_at = time.monotonic()
+        if result.get(Result.DIVERGED) or not _finite(value):
+            # Rank a diverged trial with the worst value seen so far (or the trial's own penalty)
+            # so TPE counts its region as bad rather than ignoring it as a failure.
+            fallback = result.get(Result.DIVERGENCE_PENALTY)
+            value = self._worst if self._worst is not None else fallback if _finite(fallback) else None
+            if value is None:
+                return
+        else:
+            worse = self._worst is None or (value > self._worst if self.mode == "min" else value < self._worst)
+            if worse:
+                self._worst = float(value)
+        trial.report(float(value), int(epoch))
+
+    def _tell(self, trial: optuna.Trial, state: TrialState, reason: str, value: float | None = None) -> None:
+        trial.set_user_attr(TrialAttr.STOP_REASON, reason)
+        self._study.tell(trial, value, state=state)
+        progress = self.progress
+        if state == TrialState.COMPLETE:
+            progress.complete += 1
+            better = progress.best_value is None or (
+                value < progress.best_value if self.mode == "min" else value > progress.best_value
+            )
+            if better:
+                progress.best_value, progress.best_number = value, trial.number
+        elif state == TrialState.PRUNED:
+            progress.pruned += 1
+        else:
+            progress.failed += 1
+
+    def _grid_exhausted(self) -> bool:
+        sampler = self._study.sampler
+        return isinstance(sampler, AskTellGridSampler) and sampler.is_exhausted(self._study)
+
+    def end_live_trials(self, interrupted: bool = False) -> int:
+        """After Tune returns: failures whose text never came are told FAIL. Trials still live
+        end as PRUNED (or FAIL when they never reported) when the study's time ran out; after an
+        interruption they stay RUNNING, for ``stepsize resume`` to run again. Returns how many
+        were left running."""
+        for trial_id in list(self._failed):
+            self.tell_failure(trial_id, "the trial's worker failed")
+        if interrupted:
+            left = len(self._live)
+            self._live.clear()
+            return left
+        for trial_id in list(self._live):
+            self.on_trial_complete(trial_id, result=None)
+        return 0
+
+
+class FailureRelay(Callback):
+    """Hands a failed trial's error text to the searcher (Tune gives it to callbacks only)."""
+
+    def __init__(self, searcher: OptunaStudySearcher):
+        self._searcher = searcher
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        message = _read_error_file(trial) or "the workload raised"
+        self._searcher.tell_failure(trial.trial_id, message)
+
+
+def _read_error_file(trial: Any) -> str | None:
+    path = getattr(trial, "error_file", None)
+    try:
+        return open(path).read() if path else None
+    except OSError:
+        return None
+
+
+def reported_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics a workload reported in one Tune result (Tune's own keys dropped)."""
+    return {
+        key: value
+        for key, value in result.items()
+        if key not in _NOT_REPORTED
+        and not key.startswith("config/")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    }
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

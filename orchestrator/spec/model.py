@@ -1,0 +1,172 @@
+"""The validated study: :class:`StudySpec` and its parts, with the defaults a laptop runs with.
+
+Build one with :func:`orchestrator.spec.load_spec` (a YAML file) or
+:func:`orchestrator.spec.spec_from_mapping`; ``docs/spec.md`` is the field reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from orchestrator.spec.components import Choice
+
+if TYPE_CHECKING:
+    from search_spaces import SearchSpace
+
+DEFAULT_STORAGE = "sqlite:///stepsize.db"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_RESULTS_DIR = "~/stepsize_results"
+DEFAULT_WORKLOAD = "digits_cnn"
+DEFAULT_SAMPLER = "tpe"
+DEFAULT_SCHEDULER = "asha"
+
+
+def _default_sampler() -> Choice:
+    from orchestrator.study.samplers import SAMPLERS
+
+    return Choice(DEFAULT_SAMPLER, dict(SAMPLERS[DEFAULT_SAMPLER].defaults))
+
+
+def _default_scheduler() -> Choice:
+    from orchestrator.run.schedulers import SCHEDULERS
+
+    component = SCHEDULERS[DEFAULT_SCHEDULER]
+    options = dict(component.defaults)
+    component.check(options, space=None, budget=Budget())  # fills the defaults that follow the budget
+    return Choice(DEFAULT_SCHEDULER, options)
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int = 20
+    max_epochs: int = 20
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str = "val_loss"
+    mode: str = "min"
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.mode == "min" else "maximize"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per trial. With ``workers`` > 1 the trial is a data-parallel (DDP) job of that many
+    processes, and ``cpus`` and ``gpu`` are split evenly among them."""
+
+    cpus: float = 1.0
+    gpu: float = 0.0
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """When a trial counts as diverged: NaN/inf, or a loss above ``loss_factor`` x the first
+    epoch's (None: NaN/inf only)."""
+
+    loss_factor: float | None = 4.0
+
+
+@dataclass(frozen=True)
+class Failures:
+    """How trials that break are handled. A trial whose worker process or node died is retried
+    from its last checkpoint up to ``max_retries`` times; a trial whose workload raised is told
+    FAIL with the error at once, unless ``retry_errors`` retries those too."""
+
+    max_retries: int = 2
+    retry_errors: bool = False
+
+
+@dataclass(frozen=True)
+class LRScaling:
+    """LR-batch-size coupling: the searched LR is the base LR at ``reference_batch_size``; the
+    effective LR is base x f(batch_size / reference), f = 1, identity or square root."""
+
+    rule: str = "none"
+    reference_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study. Build one with :func:`~orchestrator.spec.load_spec` or
+    :func:`~orchestrator.spec.spec_from_mapping`."""
+
+    name: str
+    workload: str = DEFAULT_WORKLOAD
+    workload_options: dict[str, Any] = field(default_factory=dict)
+    search_space: "SearchSpace" = field(default=None)  # type: ignore[assignment]
+    objective: Objective = Objective()
+    sampler: Choice = field(default_factory=_default_sampler)
+    scheduler: Choice = field(default_factory=_default_scheduler)
+    budget: Budget = Budget()
+    concurrency: int | None = None
+    resources: Resources = Resources()
+    divergence: Divergence = Divergence()
+    failures: Failures = Failures()
+    lr_scaling: LRScaling = LRScaling()
+    lr_bounds: str = "declared"
+    storage: str = DEFAULT_STORAGE
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    address: str | None = None
+    results_dir: str = DEFAULT_RESULTS_DIR
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML-serialisable form that :func:`~orchestrator.spec.spec_from_mapping` reads back."""
+        return {
+            "name": self.name,
+            "workload": self.workload,
+            "workload_options": dict(self.workload_options),
+            "search_space": self.search_space.to_mapping(),
+            "objective": dataclasses.asdict(self.objective),
+            "sampler": {"name": self.sampler.name, **self.sampler.options},
+            "scheduler": {"name": self.scheduler.name, **self.scheduler.options},
+            "budget": {
+                "trials": self.budget.trials,
+                "max_epochs": self.budget.max_epochs,
+                "time_limit": self.budget.time_limit_s,
+            },
+            "concurrency": "auto" if self.concurrency is None else self.concurrency,
+            "resources": dataclasses.asdict(self.resources),
+            "divergence": dataclasses.asdict(self.divergence),
+            "failures": dataclasses.asdict(self.failures),
+            "lr_scaling": dataclasses.asdict(self.lr_scaling),
+            "lr_bounds": self.lr_bounds,
+            "storage": self.storage,
+            "tracking_uri": self.tracking_uri,
+            "address": self.address,
+            "results_dir": self.results_dir,
+            "seed": self.seed,
+        }
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+#: The study file's top-level fields.
+TOP_LEVEL_FIELDS = frozenset(f.name for f in dataclasses.fields(StudySpec))
+#: Overrides (command line, API keywords) that live inside ``budget``.
+BUDGET_OVERRIDES = ("trials", "max_epochs")
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a study file's mapping) with ``overrides`` applied: ``trials`` and ``max_epochs``
+    go into ``budget``, the rest replace top-level fields; None means keep."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in BUDGET_OVERRIDES:
+            budget = out.get("budget")
+            out["budget"] = {**(budget if isinstance(budget, Mapping) else {}), key: value}
+        else:
+            out[key] = value
+    return out

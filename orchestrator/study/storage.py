@@ -1,0 +1,117 @@
+"""The Optuna study in its storage (the study's source of truth): the storage itself, one per
+URL in a process; creating a study with its spec, loading it back, and a running trial's handle."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from orchestrator.errors import StudyExistsError, StudyNotFoundError
+from orchestrator.keys import StudyAttr
+from orchestrator.spec import StudySpec, spec_from_mapping
+from orchestrator.study.samplers import build_sampler
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@functools.lru_cache(maxsize=8)
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url``, one per URL in a process (each holds a connection pool).
+
+    SQLite gets a generous lock timeout and write-ahead logging with ``synchronous=NORMAL``: a
+    commit survives the process being killed (only a power loss can drop the last ones), and the
+    driver's writes no longer wait for an fsync each. Other databases get connection checks.
+    """
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # connections opened from now on get the pragmas
+    return storage
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_missing(url: str) -> bool:
+    if not url.startswith("sqlite:///"):
+        return False
+    return not Path(os.path.expanduser(url[len("sqlite:///"):])).is_file()
+
+
+def study_names(url: str) -> list[str]:
+    """Names of the studies in the storage at ``url`` (creates nothing for a missing SQLite file)."""
+    if _sqlite_missing(url):
+        return []
+    return optuna.get_all_study_names(make_storage(url))
+
+
+def refuse_existing_study(spec: StudySpec) -> None:
+    """Raise :class:`StudyExistsError` when ``spec``'s name is taken in its storage."""
+    if spec.name in study_names(spec.storage):
+        existing = optuna.load_study(study_name=spec.name, storage=make_storage(spec.storage))
+        raise StudyExistsError(spec.name, spec.storage, len(existing.trials))
+
+
+def next_free_name(spec: StudySpec) -> str:
+    """``spec.name`` if it is free in its storage, else the first free ``NAME-2``, ``NAME-3``..."""
+    taken = set(study_names(spec.storage))
+    if spec.name not in taken:
+        return spec.name
+    suffix = 2
+    while f"{spec.name}-{suffix}" in taken:
+        suffix += 1
+    return f"{spec.name}-{suffix}"
+
+
+def create_study(spec: StudySpec) -> optuna.Study:
+    """Create ``spec``'s study in its storage, recording the spec in the study's attributes."""
+    refuse_existing_study(spec)
+    storage = make_storage(spec.storage)
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, sampler=build_sampler(spec), direction=spec.objective.direction
+    )
+    study.set_user_attr(StudyAttr.SPEC, spec.to_dict())
+    return study
+
+
+def store_spec(study: optuna.Study, spec: StudySpec) -> None:
+    """Record ``spec`` as the study's spec (a resume that extends the budget updates it)."""
+    study.set_user_attr(StudyAttr.SPEC, spec.to_dict())
+
+
+def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
+    """Load a study and the spec it was launched with; :class:`StudyNotFoundError` if absent."""
+    names = study_names(storage_url)
+    if name not in names:
+        raise StudyNotFoundError(name, storage_url, names)
+    study = optuna.load_study(study_name=name, storage=make_storage(storage_url))
+    spec = spec_from_mapping(study.user_attrs[StudyAttr.SPEC])
+    # A sampler seeded as at launch would draw its first (random) configurations again; seed it
+    # with how far the study got instead, which is as reproducible and never repeats them.
+    done = len(study.get_trials(deepcopy=False))
+    study.sampler = build_sampler(dataclasses.replace(spec, seed=spec.seed + 7919 * done) if done else spec)
+    return study, spec
+
+
+def running_trial(study: optuna.Study, storage_url: str, number: int) -> optuna.trial.Trial:
+    """A handle on trial ``number`` of ``study`` (stored at ``storage_url``) through which it can
+    be suggested on, reported to and told, as the one ``study.ask()`` returned when it began."""
+    storage = make_storage(storage_url)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
