@@ -34,7 +34,7 @@ def launch(
         spec = with_overrides(study, **overrides)
     else:
         spec = load_spec(study, **overrides)
-    return run.launch(spec, run.Console(quiet, verbose, stream), new=new)
+    return run.launch(spec, run.Console(quiet, verbose, stream), new=new).summary
 
 
 def resume(
@@ -55,7 +55,7 @@ def resume(
     """
     from orchestrator.run import launch as run
 
-    return run.resume(name, storage, trials, address, run.Console(quiet, verbose, stream))
+    return run.resume(name, storage, trials, address, run.Console(quiet, verbose, stream)).summary
 
 
 def status(name: str, storage: str = DEFAULT_STORAGE) -> StudySummary:

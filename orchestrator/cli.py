@@ -177,9 +177,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from orchestrator.api import best
-
     import yaml
+
+    from orchestrator.api import best
 
     result = best(args.name, args.storage)
     if args.format == "json":

@@ -1,5 +1,7 @@
-"""Shared fixtures. Integration tests run real Ray (started once per session, 2 CPUs) and real
-SQLite storage in a temporary folder."""
+"""Shared fixtures. Integration tests (everything under tests/integration/, marked ``integration``
+here so that no file can forget it) run real Ray (started once per session), MLflow servers,
+PostgreSQL or Chromium; unit tests (tests/unit/) need none of them. ``pytest -m "not integration"``
+runs the unit tests only."""
 
 from __future__ import annotations
 
@@ -10,7 +12,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+INTEGRATION = Path(__file__).resolve().parent / "integration"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/integration/ ``integration``."""
+    for item in items:
+        if Path(str(item.path)).resolve().is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture
@@ -23,7 +33,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session (as ``stepsize launch`` would start it)."""
-    from orchestrator.runner import ensure_ray
+    from orchestrator.run.ray_session import ensure_ray
 
     os.chdir(ROOT)  # workers import test workloads (tests.workloads) from the repository root
     if str(ROOT) not in sys.path:

@@ -25,7 +25,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.local.processes import alive, descendants, kill, process_table, processes_naming, signal_group, tail
+from cluster.local.processes import (
+    alive,
+    descendants,
+    kill,
+    process_table,
+    processes_naming,
+    signal_group,
+    tail,
+)
 from orchestrator.errors import ClusterError
 
 DEFAULT_PORT = 6380
@@ -306,10 +314,10 @@ def _wait_for_nodes(cluster: LocalCluster, expect: int, timeout_s: float) -> Non
         if not alive(node.pid):
             raise ClusterError(f"node {node.index} exited while starting; its log: {node.log}\n{tail(node.log)}")
     nodes = _ray_nodes(cluster, expect, timeout_s)
-    alive = [n for n in nodes if n["alive"]]
-    if len(alive) < expect:
+    up = [n for n in nodes if n["alive"]]
+    if len(up) < expect:
         logs = "\n".join(f"{n.log}:\n{tail(n.log, 5)}" for n in cluster.nodes)
-        raise ClusterError(f"only {len(alive)} of {expect} nodes came up within {timeout_s:.0f}s; logs:\n{logs}")
+        raise ClusterError(f"only {len(up)} of {expect} nodes came up within {timeout_s:.0f}s; logs:\n{logs}")
 
 
 _PROBE = r"""

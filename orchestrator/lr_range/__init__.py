@@ -8,7 +8,6 @@ from orchestrator._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "orchestrator.lr_range.result": ("LRRangeResult",),
     "orchestrator.lr_range.ramp": ("lr_range_test", "lr_schedule"),
-    "orchestrator.lr_range.suggest": ("suggest",),
     "orchestrator.lr_range.plot": ("plot_lr_range",),
     "orchestrator.lr_range.workload": ("run_lr_range_for_workload",),
     "orchestrator.lr_range.bounds": ("find_lr", "narrowed_spec"),

@@ -1,8 +1,9 @@
 """Run a study: Optuna proposes, Ray Tune runs the trials, the scheduler stops poor ones early.
 
 :func:`launch` creates a study and runs it to its budget; :func:`resume` continues one from its
-storage. Only this driver talks to the Optuna storage and to MLflow; trials report to Ray Tune and
-nothing else.
+storage; both run the trials with :func:`run_study`, which a benchmark or a tool can also call on a
+study it created, with extra Tune callbacks or a stopper. Only this driver talks to the Optuna
+storage and to MLflow; trials report to Ray Tune and nothing else.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from orchestrator.errors import SpecError
+from orchestrator.keys import Result
 from orchestrator.run.ray_session import apply_tune_settings, ensure_ray
 from orchestrator.spec import StudySpec, with_overrides
 from orchestrator.study.driver_lock import claim_driver, release_driver
-from orchestrator.study.storage import create_study, load_study, next_free_name, refuse_existing_study, store_spec
+from orchestrator.study.storage import (
+    create_study,
+    load_study,
+    next_free_name,
+    refuse_existing_study,
+    store_spec,
+)
 from orchestrator.study.summary import StudySummary, summarize
 from orchestrator.trial.ddp import require_train_v1
 from orchestrator.workloads.registry import resolve_workload
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
     import optuna
 
     from orchestrator.run.resume import ResumePlan
+    from orchestrator.run.searcher import SearchProgress
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,18 @@ class Console:
         return self.stream or sys.stderr
 
 
-def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> StudySummary:
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run of a study ended: where the study stands, the run's own counts (with the driver's
+    time for each suggest, ``progress.suggest_seconds``) and how many trials it left unfinished
+    (interrupted; ``stepsize resume`` runs them again)."""
+
+    summary: StudySummary
+    progress: "SearchProgress | None" = None
+    left_running: int = 0
+
+
+def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> RunOutcome:
     """Create ``spec``'s study and run it to its budget; return the summary.
 
     Everything is validated (spec, workload import, free study name) before any store is
@@ -61,7 +81,11 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
         spec = with_overrides(spec, name=next_free_name(spec))
     refuse_existing_study(spec)
 
-    from orchestrator.lr_range.bounds import auto_lr_bounds, lr_range_summary, save_lr_range
+    from orchestrator.lr_range.bounds import (
+        auto_lr_bounds,
+        lr_range_summary,
+        save_lr_range,
+    )
     from orchestrator.study.samplers import grid_size
 
     ensure_ray(spec.address, console.verbose)
@@ -76,11 +100,11 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
     trials = spec.budget.trials
     if spec.sampler.name == "grid":
         trials = min(trials, grid_size(spec))  # each grid point once, even with trials running
-    return _run(study, spec, trials, console)
+    return run_study(study, spec, trials, console)
 
 
 def resume(name: str, storage: str, trials: int | None = None, address: str | None = None,
-           console: Console = Console()) -> StudySummary:
+           console: Console = Console()) -> RunOutcome:
     """Continue study ``name`` from its storage: trials that were running run again (from their
     last checkpoint when Ray's results folder still has it), then new trials up to the budget;
     ``trials`` raises the budget to extend a finished study."""
@@ -102,15 +126,20 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
         release_driver(study)
         console.note(f"study {name!r} has reached its budget of {spec.budget.trials} trials; "
                      f"pass --trials N (above {plan.finished}) to extend it")
-        return summarize(study, spec)
+        return RunOutcome(summarize(study, spec))
     ensure_ray(spec.address, console.verbose)
-    return _run(study, spec, plan.new_trials, console, plan=plan)
+    return run_study(study, spec, plan.new_trials, console, plan=plan)
 
 
-def _run(study: "optuna.Study", spec: StudySpec, new_trials: int, console: Console,
-         plan: "ResumePlan | None" = None) -> StudySummary:
-    """Run ``study`` through Ray Tune: resumed trials first, then ``new_trials`` new ones."""
+def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: Console = Console(),
+              plan: "ResumePlan | None" = None, *, callbacks: Sequence[Any] = (),
+              stopper: Any = None) -> RunOutcome:
+    """Run ``study`` (created or loaded, and claimed, by the caller; Ray joined) through Ray Tune:
+    the trials ``plan`` resumes first, then ``new_trials`` new ones. ``callbacks`` are more Ray
+    Tune callbacks (after stepsize's own); ``stopper`` a Ray Tune stopper that may end trials or the
+    run sooner than the epoch budget, which always applies. Releases the study at the end."""
     from ray import tune
+    from ray.tune.stopper import CombinedStopper, FunctionStopper
 
     from orchestrator.run.concurrency import elastic_limiter
     from orchestrator.run.progress import ProgressView
@@ -128,9 +157,14 @@ def _run(study: "optuna.Study", spec: StudySpec, new_trials: int, console: Conso
     if plan is not None:
         recorder.backfill_objective(study, spec.objective.metric)
     # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
-    callbacks: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
+    own: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
     if not console.quiet:
-        callbacks.append(ProgressView(searcher.progress, spec.objective.metric, console.out))
+        own.append(ProgressView(searcher.progress, spec.objective.metric, console.out))
+    max_epochs = spec.budget.max_epochs
+    stop: Any = {Result.EPOCH: max_epochs}
+    if stopper is not None:
+        stop = CombinedStopper(FunctionStopper(lambda trial_id, result: result.get(Result.EPOCH, 0) >= max_epochs),
+                               stopper)
     tuner = tune.Tuner(
         make_trainable(spec),
         tune_config=tune.TuneConfig(
@@ -144,8 +178,8 @@ def _run(study: "optuna.Study", spec: StudySpec, new_trials: int, console: Conso
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=results_path(spec.results_dir),
-            stop={"epoch": spec.budget.max_epochs},
-            callbacks=callbacks,
+            stop=stop,
+            callbacks=[*own, *callbacks],
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -164,7 +198,7 @@ def _run(study: "optuna.Study", spec: StudySpec, new_trials: int, console: Conso
     if left_running:
         console.note(f"stopped with {left_running} trials unfinished; continue the study with: "
                      f"stepsize resume {spec.name} --storage {spec.storage}")
-    return summarize(study, spec)
+    return RunOutcome(summarize(study, spec), searcher.progress, left_running)
 
 
 def results_path(results_dir: str) -> str:

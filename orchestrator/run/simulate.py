@@ -4,8 +4,9 @@ per-epoch results come from a function instead of Ray workers. For tests and ben
 The loop does what Ray Tune's controller does with them: up to ``concurrency`` trials are live;
 each turn every live trial trains one epoch; the result goes to the scheduler, and a STOP (or the
 last epoch) ends the trial with ``done=True`` through ``on_trial_complete`` only (Tune skips
-``on_trial_result`` for the result that stops a trial). It skips Ray's per-trial cost, so a
-6,544-epoch lcbench search takes seconds.
+``on_trial_result`` for the result that stops a trial). A result with ``diverged`` set ends its
+trial as the trial runner does (reported, then repeated with ``done=True``). It skips Ray's
+per-trial cost, so a 6,544-epoch lcbench search takes seconds.
 
     sim = simulate(spec, lambda params: (lambda epoch: {"val_loss": loss(params, epoch)}))
     sim.study.best_value, sim.epochs
@@ -58,13 +59,16 @@ def simulate(
     concurrency: int | None = None,
     max_trials: int | None = None,
     on_epoch: EpochHook | None = None,
-    storage: str | None = None,
+    storage: "str | optuna.storages.BaseStorage | None" = None,
+    sampler: "optuna.samplers.BaseSampler | None" = None,
 ) -> Simulation:
     """Run ``spec``'s search (its sampler, searcher and scheduler) on trials played by
     ``trial_curve``, up to ``max_trials`` trials (default ``spec.budget.trials``) or until
     ``on_epoch`` returns True. ``concurrency`` defaults to the spec's (2 when it is ``auto``).
-    ``storage``: an Optuna storage URL for the study (default in memory). The global NumPy and
-    Python generators are seeded with ``spec.seed`` (ASHA draws its brackets from NumPy's)."""
+    ``storage``: an Optuna storage (URL or object) for the study (default in memory); ``sampler``: another
+    sampler than the spec's (to compare samplers under the same searcher and scheduler). The
+    global NumPy and Python generators are seeded with ``spec.seed`` (ASHA draws its brackets
+    from NumPy's)."""
     import numpy as np
     import optuna
     from ray.tune.schedulers import TrialScheduler
@@ -77,7 +81,8 @@ def simulate(
     max_trials = spec.budget.trials if max_trials is None else max_trials
     np.random.seed(spec.seed)
     random.seed(spec.seed)
-    study = optuna.create_study(sampler=build_sampler(spec), direction=spec.objective.direction, storage=storage)
+    sampler = build_sampler(spec) if sampler is None else sampler
+    study = optuna.create_study(sampler=sampler, direction=spec.objective.direction, storage=storage)
     searcher = OptunaStudySearcher(study, spec, max_new_trials=max_trials)
     scheduler = build_trial_scheduler(spec)
     sim = Simulation(study, searcher, scheduler)
@@ -108,6 +113,11 @@ def simulate(
                 decision = TrialScheduler.STOP
             else:
                 decision = scheduler.on_trial_result(None, state["trial"], result)
+            if decision != TrialScheduler.STOP and metrics.get(Result.DIVERGED):
+                # The trial runner stops a diverged trial and the workload returns: Tune passes the
+                # result on, then repeats it with done=True.
+                searcher.on_trial_result(trial_id, result)
+                decision = TrialScheduler.STOP
             if decision == TrialScheduler.STOP:
                 final = {**result, Result.DONE: True}
                 searcher.on_trial_complete(trial_id, final)
@@ -117,4 +127,5 @@ def simulate(
                 searcher.on_trial_result(trial_id, result)
             if done:
                 break
+    searcher.end_live_trials()  # trials still live when the search ended: PRUNED, as a time limit ends them
     return sim

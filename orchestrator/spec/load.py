@@ -9,7 +9,6 @@ sampler and scheduler options are checked by the components themselves
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from pathlib import Path

@@ -13,7 +13,12 @@ import logging
 from typing import Any
 
 from orchestrator.keys import Tag
-from orchestrator.trial.checkpoints import find_checkpoints, latest_checkpoint, load_model, local_study_folder
+from orchestrator.trial.checkpoints import (
+    find_checkpoints,
+    latest_checkpoint,
+    load_model,
+    local_study_folder,
+)
 
 logger = logging.getLogger("orchestrator.tracking")
 

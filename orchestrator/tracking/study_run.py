@@ -13,8 +13,8 @@ import yaml
 
 from orchestrator.keys import Tag
 from orchestrator.tracking import naming, records
-from orchestrator.tracking.values import numeric, params
 from orchestrator.tracking.records import Record
+from orchestrator.tracking.values import numeric, params
 
 PARENT = naming.PARENT_REF
 

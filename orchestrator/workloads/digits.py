@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from orchestrator.errors import TrialConfigError
-from orchestrator.trial.context import TrialContext
 from orchestrator.training.distributed import prepare_model, shard
 from orchestrator.training.optimizers import build_optimizer
 from orchestrator.training.schedules import build_scheduler
+from orchestrator.trial.context import TrialContext
 
 DEFAULT_BATCH_SIZE = 64
 VAL_FRACTION = 0.2

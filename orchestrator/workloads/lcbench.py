@@ -34,9 +34,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from orchestrator.errors import SpecError
 from orchestrator.keys import Env
 from orchestrator.trial.context import TrialContext
-from orchestrator.errors import SpecError
 
 ENV_VAR = Env.LCBENCH_DIR
 DEFAULT_DIR = "../shared/data/lcbench"

@@ -15,8 +15,8 @@ from orchestrator.spec.checks import is_int, require_whole
 from orchestrator.spec.components import Component
 
 if TYPE_CHECKING:
-    from orchestrator.spec import Budget, StudySpec
     from orchestrator.run.schedulers._successive_halving import AsyncSuccessiveHalving
+    from orchestrator.spec import Budget, StudySpec
 
 DEFAULT_GRACE_PERIOD = 3  # ASHA's first rung, in epochs, when the spec gives none
 
@@ -62,7 +62,10 @@ def build_asha(spec: "StudySpec") -> "AsyncSuccessiveHalving":
 
 
 def build_hyperband(spec: "StudySpec") -> "AsyncSuccessiveHalving":
-    from orchestrator.run.schedulers._successive_halving import AsyncSuccessiveHalving, hyperband_brackets
+    from orchestrator.run.schedulers._successive_halving import (
+        AsyncSuccessiveHalving,
+        hyperband_brackets,
+    )
 
     opts = spec.scheduler.options
     return AsyncSuccessiveHalving(metric=spec.objective.metric, mode=spec.objective.mode, max_t=opts["max_epochs"],

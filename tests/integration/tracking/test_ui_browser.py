@@ -1,0 +1,123 @@
+"""``stepsize ui`` in a real browser: Debian's chromium, driven by Playwright, opens the MLflow UI
+served on 127.0.0.1 for a finished study and finds the parent run with its nested trial runs, a
+trial's val_loss chart, and best_config.yaml among the parent's artifacts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.api import launch
+from orchestrator.keys import StudyAttr
+from orchestrator.study.storage import load_study
+from tests.conftest import ROOT, study_spec
+from tests.tracking_support import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+/#/experiments/(\w+)/runs/(\w+))")
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is absent (pip install playwright)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def ui_process():
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "ui", *args], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _read_url(process: subprocess.Popen, timeout_s: float = 150.0) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        match = URL_RE.search(line)
+        if match:
+            return match
+    raise AssertionError("stepsize ui printed no URL:\n" + "".join(seen))
+
+
+def test_mlflow_ui_shows_the_study_its_trials_a_chart_and_best_config(tmp_path, browser, ui_process):
+    spec = study_spec(tmp_path, name="browse", workload="tests.workloads:quadratic", search_space="lr_only",
+                      sampler="random", scheduler="none", budget={"trials": 3, "max_epochs": 3},
+                      tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    launch(spec, quiet=True)
+    study, _ = load_study(spec.name, spec.storage)
+    parent = study.user_attrs[StudyAttr.MLFLOW_PARENT_RUN]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=spec.tracking_uri)
+    children = {r.info.run_name: r.info.run_id for r in client.search_runs(
+        [client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")}
+    assert set(children) == {"trial-000", "trial-001", "trial-002"}
+
+    process = ui_process("browse", "--storage", spec.storage, "--port", str(free_port()))
+    match = _read_url(process)
+    url, experiment, run = match.groups()
+    assert run == parent
+    base = url.split("/#/")[0]
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    # The experiment's runs page lists the parent; expanding it shows the nested trial runs.
+    page.goto(f"{base}/#/experiments/{experiment}/runs", wait_until="load")
+    page.wait_for_selector(f'a[href="#/experiments/{experiment}/runs/{parent}"]', timeout=60_000)
+    page.click(f'div[row-id="{parent}"] button[data-component-id*="runnamecellrenderer"]')
+    for name, run_id in children.items():
+        link = page.wait_for_selector(f'a[href="#/experiments/{experiment}/runs/{run_id}"]', timeout=30_000)
+        assert link.inner_text().strip() == name
+    page.screenshot(path=str(tmp_path / "runs.png"))
+
+    # A trial's val_loss chart renders (plotly draws it as SVG, one point per epoch).
+    page.goto(f"{base}/#/experiments/{experiment}/runs/{children['trial-001']}/model-metrics", wait_until="load")
+    card = page.locator('[data-testid="experiment-view-compare-runs-card"]', has=page.locator('h4[title="val_loss"]'))
+    card.locator("svg.main-svg").first.wait_for(state="visible", timeout=60_000)
+    card.locator(".scatterlayer .trace").first.wait_for(state="attached", timeout=30_000)
+    assert card.locator(".scatterlayer .point").count() == 3
+    page.screenshot(path=str(tmp_path / "trial_val_loss.png"))
+
+    # The parent's artifacts include best_config.yaml, and it opens.
+    page.goto(f"{base}/#/experiments/{experiment}/runs/{parent}/artifacts", wait_until="load")
+    node = page.wait_for_selector('[data-testid="artifact-tree-node"][artifact-name="best_config.yaml"]', timeout=60_000)
+    node.click()
+    page.wait_for_selector("text=learning_rate", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "parent_artifacts.png"))

@@ -1,0 +1,116 @@
+"""Contract of the TPE adapter (orchestrator/_compat/optuna_tpe.py) with the installed Optuna.
+
+It fails loudly when Optuna changes under the adapter: another release than the checked ones, a
+private name gone or with other parameters, or draws that differ from stock ``TPESampler``. On
+such a release stepsize runs the stock sampler instead (the fallback is tested here too).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import optuna
+import pytest
+
+from orchestrator._compat import optuna_tpe
+from orchestrator._compat.optuna_tpe import (
+    CHECKED_OPTUNA_VERSIONS,
+    PRIVATE_NAMES,
+    StudyTPESampler,
+    tpe_sampler,
+)
+
+# The parameters of each private function the adapter calls or overrides, as checked.
+SIGNATURES = {
+    "TPESampler._sample": ["self", "study", "trial", "search_space"],
+    "TPESampler._build_parzen_estimator": ["self", "study", "search_space", "trials", "handle_below"],
+    "TPESampler._compute_acquisition_func": ["self", "samples", "mpe_below", "mpe_above"],
+    "TPESampler._compare": ["samples", "acquisition_func_vals"],
+    "TPESampler._get_internal_repr": ["self", "trials", "search_space", "study"],
+    "TPESampler._get_params": ["self", "trial", "study"],
+    "Study._get_trials": ["self", "deepcopy", "states", "use_cache"],
+    "sampler._split_trials": ["study", "trials", "n_below"],
+    "_truncnorm._log_ndtr": ["a"],
+}
+# The private attributes of a TPESampler the adapter reads.
+ATTRIBUTES = ("_rng", "_n_ei_candidates", "_constant_liar", "_constraints_func", "_gamma")
+
+
+def test_the_installed_optuna_is_one_the_adapter_was_checked_against():
+    assert optuna.__version__ in CHECKED_OPTUNA_VERSIONS, (
+        f"Optuna {optuna.__version__} is not in CHECKED_OPTUNA_VERSIONS {CHECKED_OPTUNA_VERSIONS}: stepsize falls "
+        "back to the stock TPESampler. Re-check orchestrator/_compat/optuna_tpe.py against it (this file's tests), "
+        "then add the version there, in pyproject.toml [tool.stepsize.compat] and in .ci/constraints.txt."
+    )
+    assert optuna_tpe.adapter_problem() is None
+
+
+def test_every_private_name_is_there_with_the_parameters_it_was_checked_with():
+    for owner, name in PRIVATE_NAMES:
+        assert hasattr(owner, name), f"{owner} has no {name}"
+    owners = {"TPESampler": optuna.samplers.TPESampler, "Study": optuna.Study,
+              "sampler": optuna_tpe._tpe_module, "_truncnorm": optuna_tpe._truncnorm}
+    for qualified, expected in SIGNATURES.items():
+        owner, name = qualified.split(".", 1)
+        parameters = list(inspect.signature(getattr(owners[owner], name)).parameters)
+        assert parameters == expected, f"{qualified} now takes {parameters}"
+    sampler = optuna.samplers.TPESampler(seed=0)
+    for name in ATTRIBUTES:
+        assert hasattr(sampler, name), f"TPESampler has no attribute {name}"
+    assert hasattr(sampler._rng, "rng")
+
+
+def _study(sampler: optuna.samplers.BaseSampler, trials: int = 40) -> list[dict]:
+    study = optuna.create_study(sampler=sampler)
+    drawn = []
+    for number in range(trials):
+        trial = study.ask()
+        params = {
+            "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+            "batch": trial.suggest_int("batch", 16, 512, log=True),
+            "opt": trial.suggest_categorical("opt", ["sgd", "adam"]),
+            "momentum": trial.suggest_float("momentum", 0.5, 0.99),
+        }
+        drawn.append(params)
+        for epoch in range(1, 4):
+            trial.report(params["lr"] * epoch + params["momentum"], epoch)
+        if number % 3 == 0:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, params["lr"] + 0.01 * params["batch"] - params["momentum"])
+    return drawn
+
+
+@pytest.mark.parametrize("constant_liar", [True, False])
+def test_the_adapter_draws_what_stock_tpe_draws(constant_liar):
+    kwargs = dict(seed=3, n_startup_trials=5, constant_liar=constant_liar)
+    ours = _study(StudyTPESampler(**kwargs))
+    # Optuna's own log-CDF, for a stock run in this process (the adapter swaps it process-wide).
+    optuna_tpe._truncnorm._log_ndtr = optuna_tpe._optuna_log_ndtr
+    try:
+        theirs = _study(optuna.samplers.TPESampler(**kwargs))
+    finally:
+        optuna_tpe.use_vectorized_log_ndtr()
+    for mine, stock in zip(ours, theirs):
+        assert mine["opt"] == stock["opt"] and mine["batch"] == stock["batch"]
+        assert mine["lr"] == pytest.approx(stock["lr"], rel=1e-9)
+        assert mine["momentum"] == pytest.approx(stock["momentum"], rel=1e-9)
+
+
+def test_on_an_unchecked_optuna_stepsize_uses_the_stock_sampler_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(optuna, "__version__", "99.0.0")
+    monkeypatch.setattr(optuna_tpe, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger=optuna_tpe.__name__):
+        first = tpe_sampler(seed=0)
+        second = tpe_sampler(seed=1)
+    assert type(first) is optuna.samplers.TPESampler and type(second) is optuna.samplers.TPESampler
+    warnings = [r for r in caplog.records if "stock TPESampler" in r.getMessage()]
+    assert len(warnings) == 1 and "99.0.0" in warnings[0].getMessage()
+
+
+def test_a_missing_private_name_also_falls_back(monkeypatch):
+    monkeypatch.delattr(optuna.samplers.TPESampler, "_get_internal_repr")
+    monkeypatch.setattr(optuna_tpe, "_warned", True)
+    assert "_get_internal_repr" in optuna_tpe.adapter_problem()
+    assert type(tpe_sampler(seed=0)) is optuna.samplers.TPESampler

@@ -1,0 +1,44 @@
+"""Contract of the Ray config adapter (orchestrator/_compat/ray_config.py) with the installed Ray:
+the private ``ray._raylet.Config.initialize`` it calls is there on a checked release, and on any
+other release stepsize leaves Ray's config alone and says how to set the mode instead."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import ray
+
+from orchestrator._compat import ray_config
+from orchestrator._compat.ray_config import CHECKED_RAY_VERSIONS, reload_ray_config
+
+
+def test_the_installed_ray_is_one_the_adapter_was_checked_against():
+    assert ray.__version__ in CHECKED_RAY_VERSIONS, (
+        f"Ray {ray.__version__} is not in CHECKED_RAY_VERSIONS {CHECKED_RAY_VERSIONS}: re-check "
+        "orchestrator/_compat/ray_config.py against it, then add the version there, in pyproject.toml "
+        "[tool.stepsize.compat] and in .ci/constraints.txt."
+    )
+    assert ray_config.adapter_problem() is None
+    from ray._raylet import Config
+
+    assert callable(Config.initialize)
+
+
+def test_reloading_makes_an_imported_ray_read_the_auth_mode_again(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert reload_ray_config() is True
+
+
+def test_before_ray_is_imported_nothing_needs_reloading():
+    code = ("import sys; from orchestrator._compat.ray_config import reload_ray_config; "
+            "assert reload_ray_config() is True and 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_on_an_unchecked_ray_the_config_is_left_alone_with_a_hint(monkeypatch, caplog):
+    monkeypatch.setattr(ray, "__version__", "9.9.9")
+    with caplog.at_level(logging.WARNING, logger=ray_config.__name__):
+        assert reload_ray_config() is False
+    assert any("RAY_AUTH_MODE=token" in r.getMessage() and "9.9.9" in r.getMessage() for r in caplog.records)
