@@ -12,28 +12,18 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.keys import Config
+from orchestrator.run.simulate import SimulatedTrial
 from orchestrator.tracking import naming
 from orchestrator.tracking.recorder import StudyRecorder
 
 
-@dataclass(eq=False)
-class FakeTrial:
+def fake_trial(number: int, lr: float = 0.01) -> SimulatedTrial:
     """What Tune callbacks read from a trial: id, config (with the Optuna trial number)."""
-
-    trial_id: str
-    config: dict[str, Any] = field(default_factory=dict)
-    local_path: str = ""
-
-    def __str__(self) -> str:
-        return f"trial_{self.trial_id}"
-
-
-def fake_trial(number: int, lr: float = 0.01) -> FakeTrial:
-    return FakeTrial(f"t{number:05d}", {"learning_rate": lr, "batch_size": 32, "_trial_number": number})
+    return SimulatedTrial(f"t{number:05d}", {"learning_rate": lr, "batch_size": 32, Config.TRIAL_NUMBER: number})
 
 
 def result(epoch: int, **extra: float) -> dict[str, Any]:

@@ -34,36 +34,24 @@ import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.common import machine_info, write_json
 from orchestrator.keys import Result
+from orchestrator.run.simulate import SimulatedTrial
 
 METRICS = ("train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s", "grad_norm", "weight_norm", "throughput")
-
-
-@dataclass(eq=False)
-class BenchTrial:
-    """What both callbacks read from a Tune trial."""
-
-    trial_id: str
-    config: dict[str, Any] = field(default_factory=dict)
-    local_path: str = ""
-
-    def __str__(self) -> str:
-        return f"trial_{self.trial_id}"
 
 
 def events(trials: int, epochs: int, metrics: int, concurrency: int, epoch_key: bool = False):
     """("start" | "result" | "end", trial, result) in the order Tune would deliver them; with
     ``epoch_key`` each result also holds the trial's ``epoch``, as a stepsize trial reports it."""
     names = METRICS[:metrics]
-    pending = [BenchTrial(f"{n:05d}", {"learning_rate": 10 ** (-4 + 3 * n / max(1, trials)), "batch_size": 32,
+    pending = [SimulatedTrial(f"{n:05d}", {"learning_rate": 10 ** (-4 + 3 * n / max(1, trials)), "batch_size": 32,
                                        "momentum": 0.9, "_trial_number": n}) for n in range(trials)]
     pending.reverse()
-    running: list[tuple[BenchTrial, int]] = []
+    running: list[tuple[SimulatedTrial, int]] = []
     while pending or running:
         while pending and len(running) < concurrency:
             trial = pending.pop()

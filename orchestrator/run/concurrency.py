@@ -83,18 +83,6 @@ class ElasticLimiter(ConcurrencyLimiter):
         return super().suggest(trial_id)
 
 
-def default_concurrency(spec: Any) -> int:
-    """As many concurrent trials as the connected cluster's CPUs (and GPUs, when trials use them)
-    allow, at most the study's trials."""
-    import ray
-
-    resources = ray.cluster_resources()
-    limit = math.floor(resources.get("CPU", 1) / spec.resources.cpus + _EPS)
-    if spec.resources.gpu > 0:
-        limit = min(limit, math.floor(resources.get("GPU", 0) / spec.resources.gpu + _EPS))
-    return max(1, min(limit, spec.budget.trials))
-
-
 def elastic_limiter(searcher: Searcher, spec: Any) -> ElasticLimiter:
     """The study's searcher, limited to what the cluster holds and to ``spec.concurrency``."""
     bundle, count = trial_bundles(spec.resources.cpus, spec.resources.gpu, spec.resources.workers)

@@ -82,7 +82,6 @@ class OptunaStudySearcher(Searcher):
         self._study = study
         self._storage_url = spec.storage
         self._space = spec.search_space
-        self._fixed = spec.search_space.fixed_values()
         self._max_epochs = spec.budget.max_epochs
         self._max_new_trials = max_new_trials
         self._lr_scaling = spec.lr_scaling

@@ -44,12 +44,17 @@ class Simulation:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> params
 
 
-class _SimulatedTrial:
-    """A trial as the scheduler sees it: an id and a configuration."""
+@dataclass(eq=False)
+class SimulatedTrial:
+    """A trial as schedulers and callbacks read a Ray Tune trial: its id, its configuration (with
+    the Optuna trial number) and its folder; compared by identity, as Tune's trials are."""
 
-    def __init__(self, trial_id: str, config: dict[str, Any]):
-        self.trial_id = trial_id
-        self.config = config
+    trial_id: str
+    config: dict[str, Any] = field(default_factory=dict)
+    local_path: str = ""
+
+    def __str__(self) -> str:
+        return f"trial_{self.trial_id}"
 
 
 def simulate(
@@ -98,7 +103,7 @@ def simulate(
                 break
             params = {k: v for k, v in config.items() if not k.startswith(Config.PRIVATE_PREFIX)}
             sim.configs[trial_id] = params
-            trial = _SimulatedTrial(trial_id, config)
+            trial = SimulatedTrial(trial_id, config)
             scheduler.on_trial_add(None, trial)
             live[trial_id] = {"trial": trial, "curve": trial_curve(params), "epoch": 0}
         for trial_id in list(live):

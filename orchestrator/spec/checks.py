@@ -34,12 +34,6 @@ def reject_unknown(data: Mapping[str, Any], allowed: set[str] | frozenset[str], 
             raise SpecError(f"{where}{key}", data[key], f"one of the fields {', '.join(sorted(allowed))}", hint)
 
 
-def require_mapping(value: Any, where: str, accepted: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SpecError(where, value, accepted)
-    return value
-
-
 def require_whole(options: Mapping[str, Any], key: str, where: str, accepted: str = "a whole number of at least 1") -> None:
     """Refuse ``options[key]`` (when present) unless it is an ``int``."""
     if key in options and not is_int(options[key]):

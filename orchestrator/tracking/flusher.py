@@ -38,7 +38,6 @@ class Flusher:
         self.interval_s = interval_s
         self.batch_results = batch_results
         self.outage: str | None = None  # why the store is unreachable, while it is
-        self.outages = 0  # outages warned about
         self.flushes = 0
         self._lock = threading.Lock()  # one flush at a time
         self._wake = threading.Event()
@@ -106,7 +105,6 @@ class Flusher:
         self.log.kept(batch)
         if self.outage is None:
             self.outage = reason
-            self.outages += 1
             logger.warning(
                 "MLflow tracking at %s is unreachable (%s); the study goes on and its records wait in %s "
                 "until it is back.", display_uri(self.writer.tracking_uri), reason, self.log.path.parent,
