@@ -327,10 +327,10 @@ def lcbench_spec(task: str, seed: int, space: str, folder: Path, tmp: Path, over
 
 
 def replay(spec: "StudySpec", surrogate: "Surrogate", trace: Trace, storage: Any = None,
-           max_trials: int | None = None) -> "Simulation":
+           max_trials: int | None = None, sampler: Any = None) -> "Simulation":
     """``spec``'s search played in-process (``orchestrator.run.simulate``) on the surrogate's
     curves for the spec's task, every epoch's val_accuracy added to ``trace``, until the trace's
-    budget is spent (or ``max_trials`` trials ran)."""
+    budget is spent (or ``max_trials`` trials ran); ``sampler`` replaces the spec's."""
     from orchestrator.run.simulate import simulate
 
     task = spec.workload_options["task"]
@@ -343,6 +343,6 @@ def replay(spec: "StudySpec", surrogate: "Surrogate", trace: Trace, storage: Any
         trace.add(trial_id, metrics["val_accuracy"])
         return trace.spent
 
-    sim = simulate(spec, curve, max_trials=max_trials, on_epoch=on_epoch, storage=storage)
+    sim = simulate(spec, curve, max_trials=max_trials, on_epoch=on_epoch, storage=storage, sampler=sampler)
     trace.suggest_seconds = list(sim.searcher.progress.suggest_seconds)
     return sim

@@ -17,7 +17,11 @@ Two more modes:
 
 - ``--driver-only``: no Ray; the real searcher, sampler and ASHA with the trials played
   in-process (``orchestrator.run.simulate``), on SQLite or in memory (``--storage``); writes
-  ``lcbench_scale_driver[_STORAGE].json``.
+  ``lcbench_scale_driver[_STORAGE].json``. With ``--stock-tpe`` the sampler is Optuna's stock
+  ``TPESampler`` with the spec's TPE options instead of the one stepsize builds (run it as its own
+  process: stepsize's TPE swaps a function inside Optuna for the whole process); writes
+  ``lcbench_scale_driver[_STORAGE]_stock_tpe.json``. The two side by side answer whether stock
+  TPE meets the suggest-latency target.
 - ``--tpe-cost``: the sampler's own cost on a synthetic in-memory study of ``--trials`` trials,
   Optuna's stock ``TPESampler`` against the sampler stepsize builds (``build_sampler``), each in
   its own process (stepsize's TPE swaps a function inside Optuna for the whole process); writes
@@ -68,6 +72,8 @@ def main() -> None:
     parser.add_argument("--time-limit", default=None, help="the spec's budget.time_limit, e.g. 30m")
     parser.add_argument("--driver-only", action="store_true",
                         help="no Ray: the real searcher, scheduler and SQLite storage with trials played in-process")
+    parser.add_argument("--stock-tpe", action="store_true", dest="stock_tpe",
+                        help="--driver-only: Optuna's stock TPESampler (the spec's options) instead of stepsize's")
     parser.add_argument("--storage", choices=("sqlite", "sqlite-wal", "memory"), default="sqlite",
                         help="--driver-only: SQLite as stepsize makes it (WAL, synchronous=NORMAL); the same with "
                              "those pragmas set once more by the benchmark, as its earlier sqlite-wal runs did; or in memory")
@@ -77,6 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     suffix = "" if args.storage == "sqlite" else f"_{args.storage.replace('-', '_')}"
+    suffix += "_stock_tpe" if args.stock_tpe else ""
     default_name = f"lcbench_scale_driver{suffix}.json" if args.driver_only else "lcbench_scale.json"
     default_name = "lcbench_scale_tpe_cost.json" if args.tpe_cost else default_name
     args.out = args.out or results_file(__file__, default_name)
@@ -234,6 +241,16 @@ def _storage(kind: str, folder: str) -> Any:
     return storage
 
 
+def _stock_tpe(spec: Any) -> Any:
+    """Optuna's own TPESampler with the options stepsize's ``tpe`` has in ``spec``."""
+    import optuna
+
+    opts = spec.sampler.options
+    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=opts["n_startup_trials"],
+                                      multivariate=opts["multivariate"], constant_liar=opts["constant_liar"],
+                                      n_ei_candidates=opts["n_ei_candidates"])
+
+
 def driver_only(args: argparse.Namespace) -> None:
     """The driver's share at scale: stepsize's searcher (TPE on SQLite) and ASHA over ``--trials``
     trials whose epochs are played in-process (two at a time, as with concurrency 2)."""
@@ -248,11 +265,13 @@ def driver_only(args: argparse.Namespace) -> None:
         rss_before = rss_mib()
         sampler.start()
         started = time.perf_counter()
-        replay(spec, surrogate, trace, storage=_storage(args.storage, tmp), max_trials=args.trials)
+        replay(spec, surrogate, trace, storage=_storage(args.storage, tmp), max_trials=args.trials,
+               sampler=_stock_tpe(spec) if args.stock_tpe else None)
         wall = time.perf_counter() - started
         peak = sampler.stop()
     result = {
         "mode": "driver only (no Ray): real searcher, sampler and ASHA",
+        "sampler": "optuna.samplers.TPESampler (stock)" if args.stock_tpe else "stepsize's tpe (build_sampler)",
         "storage": args.storage,
         "trials": len(trace.trials), "epochs_reported": trace.epochs, "task": args.task, "space": args.space,
         "max_epochs": args.max_epochs, "wall_s": round(wall, 1), "results_per_s": round(trace.epochs / wall, 1),
