@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_error(exc: Exception) -> int:
+    """One paragraph on standard error (a password in a URL shown as ``***``); the exit code."""
+    from orchestrator.credentials import redact_text
     from orchestrator.errors import (
         RayAuthError,
         SpecError,
@@ -104,15 +106,15 @@ def _report_error(exc: Exception) -> int:
     )
 
     if isinstance(exc, SpecError):
-        print(f"stepsize: invalid study spec: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if isinstance(exc, (StudyExistsError, StudyBusyError, UsageError, RayAuthError, LookupError)):
-        print(f"stepsize: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if os.environ.get(Env.DEBUG):
-        traceback.print_exc()
-    print(f"stepsize: error: {type(exc).__name__}: {exc} (set STEPSIZE_DEBUG=1 for the traceback)", file=sys.stderr)
-    return 1
+        message, code = f"invalid study spec: {exc}", EXIT_USAGE
+    elif isinstance(exc, (StudyExistsError, StudyBusyError, UsageError, RayAuthError, LookupError)):
+        message, code = str(exc.args[0] if exc.args else exc), EXIT_USAGE
+    else:
+        if os.environ.get(Env.DEBUG):
+            traceback.print_exc()
+        message, code = f"error: {type(exc).__name__}: {exc} (set STEPSIZE_DEBUG=1 for the traceback)", 1
+    print(f"stepsize: {redact_text(message)}", file=sys.stderr)
+    return code
 
 
 def _launch(args: argparse.Namespace) -> int:

@@ -29,6 +29,10 @@ def add_cluster_parser(sub: Any) -> None:
                     help="object store per node in MiB (default %(default)s)")
     up.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1 only)")
     up.add_argument("--dashboard-port", type=int, dest="dashboard_port", help="dashboard port (default 8265)")
+    up.add_argument("--node-ip", dest="node_ip",
+                    help="the address the nodes use and advertise (default: this machine's, as Ray picks it); "
+                         "Ray's processes listen on every interface of a multi-node cluster: keep its token private "
+                         "and reach its ports through an SSH tunnel (docs/security.md)")
     up.add_argument("--json", action="store_true", help="print the cluster as JSON")
 
     add = actions.add_parser("add-node", help="start one more worker node in the running cluster")
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "up":
             cluster = lc.up(workers=args.workers, cpus=args.cpus, gpus=args.gpus, head_cpus=args.head_cpus,
                             head_gpus=args.head_gpus, port=args.port, object_store_mb=args.object_store_mb,
-                            dashboard=args.dashboard, dashboard_port=args.dashboard_port)
+                            dashboard=args.dashboard, dashboard_port=args.dashboard_port, node_ip=args.node_ip)
             if args.json:
                 print(json.dumps({"address": cluster.address, "folder": cluster.folder, "env": cluster.env(),
                                   "nodes": [vars(n) for n in cluster.nodes]}, indent=2))

@@ -13,6 +13,7 @@ driver of the cluster reads it through ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TO
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -64,6 +65,7 @@ class LocalCluster:
     token_path: str
     dashboard: str | None = None
     nodes: list[NodeRecord] = field(default_factory=list)
+    node_ip: str | None = None  # the address the nodes use, when the user chose it
 
     @property
     def temp_dir(self) -> str:
@@ -103,7 +105,7 @@ def driver_env(address: str, token_path: str) -> dict[str, str]:
     return {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path}
 
 
-def node_ip() -> str:
+def detected_node_ip() -> str:
     """The address Ray gives this machine's nodes (what ``ray start`` prints as 'Local node IP')."""
     from ray.util import get_node_ip_address
 
@@ -121,6 +123,7 @@ def up(
     dashboard: bool = False,
     dashboard_port: int | None = None,
     timeout_s: float = 90.0,
+    node_ip: str | None = None,
 ) -> LocalCluster:
     """Start a head and ``workers`` worker nodes on this machine and wait until all are alive.
 
@@ -128,10 +131,12 @@ def up(
     GPUs: Ray schedules by them and sets ``CUDA_VISIBLE_DEVICES``); the head has ``head_cpus``
     and ``head_gpus``. The dashboard (``dashboard=True``) listens on 127.0.0.1 at
     ``dashboard_port`` (8265 by default); reach it from elsewhere through an SSH tunnel.
-    Raises :class:`ClusterError` if a cluster is already recorded on ``port`` or a node does
-    not come up.
+    ``node_ip`` is the address the nodes use and advertise (default: Ray's choice, this machine's
+    address). Raises :class:`ClusterError` if a cluster is already recorded on ``port``, ``node_ip``
+    is not an address Ray can use for several nodes, or a node does not come up.
     """
     _check_counts(workers, cpus, gpus, head_cpus, head_gpus)
+    _check_node_ip(node_ip)
     folder = cluster_folder(port)
     if dashboard_port is None:
         dashboard_port = 8265 if dashboard else port + 1  # Ray runs a minimal dashboard process anyway
@@ -148,10 +153,11 @@ def up(
         handle.write(secrets.token_hex(32))
     cluster = LocalCluster(
         port=port,
-        address=f"{node_ip()}:{port}",
+        address=f"{node_ip or detected_node_ip()}:{port}",
         folder=str(folder),
         token_path=str(token_path),
         dashboard=f"http://127.0.0.1:{dashboard_port}" if dashboard else None,
+        node_ip=node_ip,
     )
     try:
         cluster.nodes.append(_start_node(cluster, 0, head_cpus, head_gpus, object_store_mb, dashboard, dashboard_port))
@@ -236,6 +242,21 @@ def status(port: int = DEFAULT_PORT, timeout_s: float = 30.0) -> dict[str, Any]:
 
 # -- starting and waiting ---------------------------------------------------------------------
 
+def _check_node_ip(node_ip: str | None) -> None:
+    if node_ip is None:
+        return
+    try:
+        address = ipaddress.ip_address(node_ip)
+    except ValueError:
+        raise ClusterError(f"--node-ip is {node_ip!r}; expected an IP address of this machine, e.g. 10.0.0.5.") from None
+    if address.is_loopback or address.is_unspecified:
+        raise ClusterError(
+            f"--node-ip is {node_ip}; a cluster of several nodes needs an address they reach each other on (Ray "
+            "replaces a loopback address with this machine's). Give one of this machine's addresses, or leave "
+            "--node-ip out; a study that starts its own Ray (no --address) keeps it on 127.0.0.1."
+        )
+
+
 def _check_counts(workers: int, cpus: float, gpus: int, head_cpus: float, head_gpus: int) -> None:
     if not isinstance(workers, int) or workers < 0:
         raise ClusterError(f"workers is {workers!r}; expected a whole number of worker nodes, 0 or more.")
@@ -267,6 +288,8 @@ def _start_node(cluster: LocalCluster, index: int, cpus: float, gpus: int, objec
             "--object-store-memory", str(object_store_mb * 2**20), *_node_ports(cluster.port, index)]
     # Each node its own temporary folder: nodes starting at once in one folder race for socket names.
     args += ["--temp-dir", cluster.temp_dir + ("" if index == 0 else f"-{index}")]
+    if cluster.node_ip:
+        args += ["--node-ip-address", cluster.node_ip]
     if index == 0:
         args += ["--head", "--port", str(cluster.port),
                  "--include-dashboard", "true" if dashboard else "false",

@@ -1,19 +1,29 @@
-"""Adapter: make an already imported Ray read its environment-based settings again.
+"""Adapter: Ray's settings that it reads once, when it is imported.
 
-Ray reads ``RAY_AUTH_MODE`` into its C++ config when it is imported. When stepsize turns token
+- :func:`reload_ray_config`: Ray reads ``RAY_AUTH_MODE`` into its C++ config when it is imported. When stepsize turns token
 authentication on for a driver (``orchestrator.run.ray_session.prepare_driver_auth``) before Ray
 is imported, as ``stepsize launch`` does, nothing more is needed. A Python caller that imported Ray
 first needs the config read again, which only the private ``ray._raylet.Config.initialize`` does
 (as Ray itself does when it turns authentication on). It is called only with the Ray versions in
 :data:`CHECKED_RAY_VERSIONS` (also in ``pyproject.toml`` under ``[tool.stepsize.compat]``);
 with another version, stepsize warns and leaves Ray's config as it was imported (Ray's stock
-behaviour). ``tests/unit/compat/test_ray_config_contract.py`` guards it.
+behaviour).
+- :func:`local_ray_on_loopback`: a Ray started on this machine for one study needs no port beyond
+  127.0.0.1. Ray keeps every process of a single-machine cluster on loopback when its switch
+  ``ENABLE_RAY_CLUSTER`` is off, which it reads from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once,
+  at import; the adapter turns it off for the start of the study's Ray only. With another Ray
+  version, stepsize warns that the ports listen on all interfaces (Ray's stock behaviour).
+
+``tests/unit/compat/test_ray_config_contract.py`` guards both.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +43,10 @@ def adapter_problem() -> str | None:
         return f"Ray {ray.__version__} has no ray._raylet.Config"
     if not callable(getattr(Config, "initialize", None)):
         return f"Ray {ray.__version__} has no ray._raylet.Config.initialize"
+    from ray._private import ray_constants
+
+    if not isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool):
+        return f"Ray {ray.__version__} has no ray._private.ray_constants.ENABLE_RAY_CLUSTER"
     return None
 
 
@@ -50,3 +64,35 @@ def reload_ray_config() -> bool:
 
     Config.initialize("")
     return True
+
+
+#: Ray's switch between a single-machine Ray on 127.0.0.1 ("0") and one reachable from other nodes.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def local_ray_on_loopback() -> Iterator[bool]:
+    """While a Ray is started on this machine inside the block, keep every one of its processes on
+    127.0.0.1; yields whether it will be. A value of ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` the user
+    set is respected. Ray reads that switch into ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``
+    when it is imported, so the adapter sets the constant for the block and puts it back after (a
+    later ``ray.init(address=...)`` in the same process joins a cluster as usual)."""
+    if LOOPBACK_ENV in os.environ:
+        yield os.environ[LOOPBACK_ENV].lower() not in ("1", "true")
+        return
+    problem = adapter_problem()
+    if problem is not None:
+        logger.warning("Ray started for this study listens on all network interfaces (%s); set %s=0 in the "
+                       "environment to keep it on 127.0.0.1.", problem, LOOPBACK_ENV)
+        yield False
+        return
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"  # Ray's own processes started now read it too
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield True
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        os.environ.pop(LOOPBACK_ENV, None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
+from orchestrator.credentials import check_variables, redact
 from orchestrator.errors import SpecError
 from orchestrator.keys import Result
 from orchestrator.run.ray_session import apply_tune_settings, ensure_ray
@@ -77,6 +78,7 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
     apply_tune_settings(console.verbose)  # before anything imports Ray Tune (it reads some settings at import)
     resolve_workload(spec.workload)  # a missing module fails here, before anything is created
     require_train_v1(spec)
+    check_variables(spec.tracking_uri, "tracking_uri")  # the storage's are checked when it is opened
     if new:
         spec = with_overrides(spec, name=next_free_name(spec))
     refuse_existing_study(spec)
@@ -197,7 +199,7 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
         release_driver(study)
     if left_running:
         console.note(f"stopped with {left_running} trials unfinished; continue the study with: "
-                     f"stepsize resume {spec.name} --storage {spec.storage}")
+                     f"stepsize resume {spec.name} --storage {redact(spec.storage)}")
     return RunOutcome(summarize(study, spec), searcher.progress, left_running)
 
 

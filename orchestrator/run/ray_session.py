@@ -1,5 +1,7 @@
 """The driver's Ray session: Ray Tune's settings, token authentication, and joining or starting
-the cluster.
+the cluster. A Ray started on this machine for a study listens on 127.0.0.1 only (see
+``orchestrator._compat.ray_config.local_ray_on_loopback``), and the token it uses is readable by
+its owner only.
 
 :func:`apply_tune_settings` runs first in ``launch`` and ``resume``, before anything imports Ray
 Tune (Ray reads some settings when it is imported). Token authentication: Ray turns it on by
@@ -14,9 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import stat
 import sys
+from pathlib import Path
 
 from orchestrator.errors import RayAuthError
+
+logger = logging.getLogger(__name__)
 
 MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -78,19 +85,64 @@ def worker_env() -> dict:
                          "RAY_TRAIN_V2_ENABLED": os.environ.get("RAY_TRAIN_V2_ENABLED", "0")}}
 
 
+def token_path() -> Path | None:
+    """The file Ray reads its authentication token from: ``RAY_AUTH_TOKEN_PATH``, else
+    ``~/.ray/auth_token``; None when the token is given in ``RAY_AUTH_TOKEN`` itself."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+
+
+def check_token_file(path: Path | None) -> bool:
+    """Warn when the token file Ray will use can be read by other users; True when it is private
+    (or there is none)."""
+    if path is None or not path.is_file():
+        return True
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        logger.warning("Ray's authentication token %s can be read by other users (mode %04o): anyone who can read it "
+                       "can run code on the cluster. Make it private: chmod 600 %s", path, mode, path)
+        return False
+    return True
+
+
+def private_local_token() -> Path | None:
+    """For a Ray started on this machine with token authentication (Ray's default): the token file
+    it will use, created readable by its owner only when there is none yet (Ray would write it
+    readable by all), and checked when there is."""
+    if os.environ.get(MODE_ENV, "token").lower() != "token":
+        return None
+    path = token_path()
+    if path is not None and not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))  # Ray's own format: 256 bits, hex
+    check_token_file(path)
+    return path
+
+
 def ensure_ray(address: str | None, verbose: bool = False) -> None:
-    """Connect to the Ray cluster at ``address`` or start one on this machine (idempotent)."""
+    """Connect to the Ray cluster at ``address`` or start one on this machine (idempotent). A Ray
+    started here listens on 127.0.0.1 only and keeps its token private."""
+    from orchestrator._compat.ray_config import local_ray_on_loopback
+
     loaded = sys.modules.get("ray")
     if loaded is not None and loaded.is_initialized():
         return
-    prepare_driver_auth(address)  # before Ray is imported: a token given for a remote cluster turns auth on
+    if address is None:
+        private_local_token()
+    else:
+        prepare_driver_auth(address)  # before Ray is imported: a token given for a cluster turns auth on
+        if os.environ.get(MODE_ENV, "token").lower() == "token":
+            check_token_file(token_path())
     import ray
 
-    ray.init(
-        address=address,
-        runtime_env=worker_env(),
-        include_dashboard=False if address is None else None,
-        logging_level=logging.INFO if verbose else logging.ERROR,
-        log_to_driver=verbose,
-        configure_logging=True,
-    )
+    options = dict(address=address, runtime_env=worker_env(), include_dashboard=False if address is None else None,
+                   logging_level=logging.INFO if verbose else logging.ERROR, log_to_driver=verbose,
+                   configure_logging=True)
+    if address is not None:
+        ray.init(**options)
+        return
+    with local_ray_on_loopback():
+        ray.init(**options)

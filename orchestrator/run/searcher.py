@@ -93,6 +93,20 @@ class OptunaStudySearcher(Searcher):
         self._asked = 0
         self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue))
 
+    # Tune pickles its search algorithm into the experiment folder. The study (whose storage
+    # holds the URL, password included) stays out: stepsize resumes from the Optuna storage, never
+    # from Tune's state, and an unpickled copy suggests nothing.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Searcher.__init__(self, metric=state["metric"], mode=state["mode"])
+        self._study = None
+        self._storage_url = None
+        self._live, self._last_told_epoch, self._failed = {}, {}, {}
+        self._resume_queue, self._asked, self._max_new_trials = [], 0, 0
+        self.progress = SearchProgress(total=0)
+
     # -- Ray Tune Searcher interface -------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self._resume_queue:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from orchestrator.credentials import redact
 from orchestrator.errors import SpecError
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
@@ -75,16 +76,18 @@ def duration(value: Any, where: str) -> float | None:
 
 
 def url(value: Any, where: str, schemes: tuple[str, ...], example: str) -> str:
-    """A URL with one of ``schemes``; a SQLite URL must name a file in an existing folder."""
+    """A URL with one of ``schemes``; a SQLite URL must name a file in an existing folder. An
+    error message shows a password in the URL as ``***``."""
+    shown = redact(value) if isinstance(value, str) else value
     if not isinstance(value, str) or "://" not in value and not value.startswith("databricks"):
-        raise SpecError(where, value, f"a URL such as {example}")
+        raise SpecError(where, shown, f"a URL such as {example}")
     scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in schemes:
-        raise SpecError(where, value, f"a URL with one of the schemes {', '.join(schemes)} (e.g. {example})")
+        raise SpecError(where, shown, f"a URL with one of the schemes {', '.join(schemes)} (e.g. {example})")
     if scheme == "sqlite":
         if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
-            raise SpecError(where, value, "sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            raise SpecError(where, shown, "sqlite:///relative/path.db or sqlite:////absolute/path.db")
         folder = Path(os.path.expanduser(value[len("sqlite:///"):])).parent
         if not folder.is_dir():
-            raise SpecError(where, value, f"a SQLite file in an existing folder ({folder} does not exist)")
+            raise SpecError(where, shown, f"a SQLite file in an existing folder ({folder} does not exist)")
     return value

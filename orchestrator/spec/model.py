@@ -145,12 +145,24 @@ class StudySpec:
             "seed": self.seed,
         }
 
+    def to_stored_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` as stepsize keeps it (in the study's attributes): URLs without a
+        written-out password (``${NAME}`` references stay; see :mod:`orchestrator.credentials`)."""
+        from orchestrator.credentials import for_storing
+
+        data = self.to_dict()
+        for key in URL_FIELDS:
+            data[key] = for_storing(data[key])
+        return data
+
     def to_yaml(self) -> str:
         import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+#: The fields that hold URLs, which may carry credentials.
+URL_FIELDS = ("storage", "tracking_uri", "address")
 #: The study file's top-level fields.
 TOP_LEVEL_FIELDS = frozenset(f.name for f in dataclasses.fields(StudySpec))
 #: Overrides (command line, API keywords) that live inside ``budget``.

@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 
+from orchestrator.credentials import check_variables, expand, redact
 from orchestrator.errors import StudyExistsError, StudyNotFoundError
 from orchestrator.keys import StudyAttr
 from orchestrator.spec import StudySpec, spec_from_mapping
@@ -32,7 +33,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    check_variables(url, "storage")
+    storage = optuna.storages.RDBStorage(expand(url), engine_kwargs=engine_kwargs)
     if url.startswith("sqlite"):
         from sqlalchemy import event
 
@@ -65,7 +67,7 @@ def refuse_existing_study(spec: StudySpec) -> None:
     """Raise :class:`StudyExistsError` when ``spec``'s name is taken in its storage."""
     if spec.name in study_names(spec.storage):
         existing = optuna.load_study(study_name=spec.name, storage=make_storage(spec.storage))
-        raise StudyExistsError(spec.name, spec.storage, len(existing.trials))
+        raise StudyExistsError(spec.name, redact(spec.storage), len(existing.trials))
 
 
 def next_free_name(spec: StudySpec) -> str:
@@ -86,20 +88,20 @@ def create_study(spec: StudySpec) -> optuna.Study:
     study = optuna.create_study(
         study_name=spec.name, storage=storage, sampler=build_sampler(spec), direction=spec.objective.direction
     )
-    study.set_user_attr(StudyAttr.SPEC, spec.to_dict())
+    study.set_user_attr(StudyAttr.SPEC, spec.to_stored_dict())
     return study
 
 
 def store_spec(study: optuna.Study, spec: StudySpec) -> None:
     """Record ``spec`` as the study's spec (a resume that extends the budget updates it)."""
-    study.set_user_attr(StudyAttr.SPEC, spec.to_dict())
+    study.set_user_attr(StudyAttr.SPEC, spec.to_stored_dict())
 
 
 def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
     """Load a study and the spec it was launched with; :class:`StudyNotFoundError` if absent."""
     names = study_names(storage_url)
     if name not in names:
-        raise StudyNotFoundError(name, storage_url, names)
+        raise StudyNotFoundError(name, redact(storage_url), names)
     study = optuna.load_study(study_name=name, storage=make_storage(storage_url))
     spec = spec_from_mapping(study.user_attrs[StudyAttr.SPEC])
     # A sampler seeded as at launch would draw its first (random) configurations again; seed it

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from orchestrator.credentials import redact
 from orchestrator.errors import TrackingUnavailable
-from orchestrator.tracking.naming import display_uri
 from orchestrator.tracking.record_log import Batch, RecordLog
 from orchestrator.tracking.writer import MlflowWriter
 
@@ -107,11 +107,11 @@ class Flusher:
             self.outage = reason
             logger.warning(
                 "MLflow tracking at %s is unreachable (%s); the study goes on and its records wait in %s "
-                "until it is back.", display_uri(self.writer.tracking_uri), reason, self.log.path.parent,
+                "until it is back.", redact(self.writer.tracking_uri), reason, self.log.path.parent,
             )
 
     def _up(self, sent: int) -> None:
         if self.outage is not None:
             self.outage = None
             logger.warning("MLflow tracking at %s is reachable again; %d records kept meanwhile were written.",
-                           display_uri(self.writer.tracking_uri), sent)
+                           redact(self.writer.tracking_uri), sent)

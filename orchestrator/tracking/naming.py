@@ -106,13 +106,3 @@ def trial_status(trial: Any) -> TrialStatus:
             state, state.lower()
         )
     return TrialStatus(state, str(reason))
-
-
-def display_uri(uri: str) -> str:
-    """``uri`` without a password (``http://user:secret@host`` -> ``http://user:***@host``)."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return uri
-    userinfo, _, host = rest.partition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"

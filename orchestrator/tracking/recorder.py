@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from orchestrator.credentials import redact
 from orchestrator.keys import StudyAttr, Tag, TrialAttr
 from orchestrator.tracking import flusher as _flusher
 from orchestrator.tracking import naming, records, study_run
@@ -116,7 +117,7 @@ class StudyRecorder:
         logger.warning(
             "MLflow tracking at %s is still unreachable at the end of study %r: %d records are kept in %s "
             "and are written by the next `stepsize ui %s` or `stepsize resume %s`.",
-            naming.display_uri(self.tracking_uri), self.study_name, self.log.waiting(), self.log.path.parent,
+            redact(self.tracking_uri), self.study_name, self.log.waiting(), self.log.path.parent,
             self.study_name, self.study_name,
         )
         return False

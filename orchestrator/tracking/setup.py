@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from orchestrator.credentials import for_storing
 from orchestrator.keys import Env, StudyAttr
 from orchestrator.tracking import naming, study_run
 from orchestrator.tracking.recorder import StudyRecorder
@@ -41,7 +42,7 @@ def recorder_for(study: Any, spec: Any, experiment_name: str | None = None, **op
     """A recorder for ``study`` (not started), keeping its MLflow coordinates in the study's user
     attributes: tracking URI, experiment, study key, record log and (once known) parent run id."""
     attrs = study.user_attrs
-    uri = attrs.get(StudyAttr.MLFLOW_TRACKING_URI) or naming.absolute_tracking_uri(spec.tracking_uri)
+    uri = tracking_uri_of(study, spec)
     key = attrs.get(StudyAttr.MLFLOW_STUDY_KEY) or naming.new_study_key()
     experiment = attrs.get(StudyAttr.MLFLOW_EXPERIMENT) or naming.experiment_name(study.study_name, experiment_name)
     folder = Path(attrs[StudyAttr.MLFLOW_LOG]).parent if attrs.get(StudyAttr.MLFLOW_LOG) else log_folder(spec)
@@ -57,12 +58,21 @@ def recorder_for(study: Any, spec: Any, experiment_name: str | None = None, **op
         objective=spec.objective.metric,
         **options,
     )
-    wanted = {StudyAttr.MLFLOW_TRACKING_URI: recorder.tracking_uri, StudyAttr.MLFLOW_STUDY_KEY: key,
+    wanted = {StudyAttr.MLFLOW_TRACKING_URI: for_storing(recorder.tracking_uri), StudyAttr.MLFLOW_STUDY_KEY: key,
               StudyAttr.MLFLOW_EXPERIMENT: experiment, StudyAttr.MLFLOW_LOG: str(recorder.log.path)}
     for name, value in wanted.items():
         if attrs.get(name) != value:
             study.set_user_attr(name, value)
     return recorder
+
+
+def tracking_uri_of(study: Any, spec: Any) -> str:
+    """The tracking URI of the study's record: the one its first run recorded in the study's
+    attributes, or the spec's. The attribute holds no password (:mod:`orchestrator.credentials`);
+    the spec's URI, when it is the same one, may carry it for this process."""
+    recorded = study.user_attrs.get(StudyAttr.MLFLOW_TRACKING_URI)
+    given = naming.absolute_tracking_uri(spec.tracking_uri)
+    return given if recorded is None or for_storing(given) == recorded else recorded
 
 
 def start_recording(study: Any, spec: Any, **options: Any) -> StudyRecorder | NoRecorder:

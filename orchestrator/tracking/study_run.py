@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
+from orchestrator.credentials import redact
 from orchestrator.keys import Tag
+from orchestrator.spec.model import URL_FIELDS
 from orchestrator.tracking import naming, records
 from orchestrator.tracking.records import Record
 from orchestrator.tracking.values import numeric, params
@@ -46,9 +48,8 @@ def parent_tags(spec: Any) -> dict[str, str]:
 def start_records(spec: Any, cluster: dict[str, Any], staging: Path) -> list[Record]:
     """The spec as params and ``spec.yaml``; the cluster as ``ray.*`` params."""
     data = spec.to_dict()
-    for key in ("storage", "tracking_uri"):
-        if isinstance(data.get(key), str):
-            data[key] = naming.display_uri(data[key])
+    for key in URL_FIELDS:
+        data[key] = redact(data[key])
     staging.mkdir(parents=True, exist_ok=True)
     spec_file = staging / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

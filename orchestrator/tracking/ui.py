@@ -7,6 +7,7 @@ through an SSH tunnel (``ssh -L 5000:127.0.0.1:5000 user@host``), never by expos
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TextIO
 
+from orchestrator.credentials import expand, redact
 from orchestrator.errors import NoRecordError, UIStartError, UsageError
 from orchestrator.keys import StudyAttr
 from orchestrator.tracking import naming
@@ -47,7 +49,7 @@ def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyReco
     from mlflow import MlflowClient
 
     from orchestrator.study.storage import load_study
-    from orchestrator.tracking.setup import replay_record_log
+    from orchestrator.tracking.setup import replay_record_log, tracking_uri_of
 
     study, spec = load_study(name, storage)
     replayed = replay_record_log(study, spec)
@@ -55,11 +57,11 @@ def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyReco
         state = "written" if replayed else "still waiting (tracking store unreachable)"
         print(f"records kept during a tracking outage: {state}", file=out)
     attrs = study.user_attrs
-    uri = attrs.get(StudyAttr.MLFLOW_TRACKING_URI) or naming.absolute_tracking_uri(spec.tracking_uri)
+    uri = tracking_uri_of(study, spec)
     parent = attrs.get(StudyAttr.MLFLOW_PARENT_RUN)
     if not parent:
-        raise NoRecordError(f"study {name!r} has no MLflow record in {naming.display_uri(uri)} yet")
-    run = MlflowClient(tracking_uri=uri).get_run(parent)
+        raise NoRecordError(f"study {name!r} has no MLflow record in {redact(uri)} yet")
+    run = MlflowClient(tracking_uri=expand(uri)).get_run(parent)
     return StudyRecord(name, uri, run.info.experiment_id, parent)
 
 
@@ -97,9 +99,17 @@ def _wait_healthy(base: str, process: subprocess.Popen, timeout_s: float) -> boo
     return False
 
 
-def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-            "--host", host, "--port", str(port), "--workers", "1", "--uvicorn-opts", "--no-access-log"]
+def ui_command(host: str, port: int) -> list[str]:
+    """``mlflow ui`` on ``host:port``; the store it serves comes from the environment
+    (:func:`ui_environment`), so no credential shows on a command line."""
+    return [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1",
+            "--uvicorn-opts", "--no-access-log"]
+
+
+def ui_environment(tracking_uri: str) -> dict[str, str]:
+    """The environment of ``mlflow ui`` for the store at ``tracking_uri`` (its ``${NAME}``
+    references filled in)."""
+    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": expand(tracking_uri)}
 
 
 def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, out: TextIO = sys.stdout) -> int:
@@ -112,13 +122,13 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
         )
     record = find_record(name, storage, out)
     if naming.is_http(record.tracking_uri):
-        print(f"study {name} is recorded on the tracking server {naming.display_uri(record.tracking_uri)}:", file=out)
-        print(record.url(naming.display_uri(record.tracking_uri)), file=out)
+        print(f"study {name} is recorded on the tracking server {redact(record.tracking_uri)}:", file=out)
+        print(record.url(redact(record.tracking_uri)), file=out)
         return 0
     if not _port_free(host, port):
         raise UsageError(f"port {port} on {host} is in use; pass another with --port")
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    process = subprocess.Popen(ui_command(record.tracking_uri, host, port))
+    process = subprocess.Popen(ui_command(host, port), env=ui_environment(record.tracking_uri))
     if threading.current_thread() is threading.main_thread():
         # `kill` ends the UI too, not only this command.
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from orchestrator.credentials import expand, redact_text
 from orchestrator.errors import TrackingRefused, TrackingUnavailable
 from orchestrator.keys import Tag
 from orchestrator.tracking import naming
@@ -106,7 +107,7 @@ class MlflowWriter:
         if not naming.is_http(self.tracking_uri):
             return True
         try:
-            with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout_s) as answer:
+            with urllib.request.urlopen(health_url(self.tracking_uri), timeout=timeout_s) as answer:
                 return answer.status < 500
         except urllib.error.HTTPError as exc:
             return exc.code < 500
@@ -165,7 +166,7 @@ class MlflowWriter:
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..."
                 logging.getLogger(name).setLevel(logging.WARNING)
-            self._client_obj = self._call(lambda: MlflowClient(tracking_uri=self.tracking_uri))
+            self._client_obj = self._call(lambda: MlflowClient(tracking_uri=expand(self.tracking_uri)))
         return self._client_obj
 
     def _call(self, fn: Callable[[], Any], uncertain_run: str | None = None) -> Any:
@@ -364,6 +365,14 @@ class MlflowWriter:
             logger.warning("MLflow refused a batch for run %s (dropped): %s", run_id, _first_line(refused))
 
 
+def health_url(tracking_uri: str) -> str:
+    """The tracking server's ``/health`` address (no user part: it needs no login)."""
+    scheme, _, rest = expand(tracking_uri).partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}".rstrip("/") + "/health"
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """The first line of an error's text, a password in a URL in it shown as ``***``."""
+    text = redact_text(str(exc)).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]

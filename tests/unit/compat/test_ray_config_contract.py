@@ -5,6 +5,7 @@ other release stepsize leaves Ray's config alone and says how to set the mode in
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -42,3 +43,29 @@ def test_on_an_unchecked_ray_the_config_is_left_alone_with_a_hint(monkeypatch, c
     with caplog.at_level(logging.WARNING, logger=ray_config.__name__):
         assert reload_ray_config() is False
     assert any("RAY_AUTH_MODE=token" in r.getMessage() and "9.9.9" in r.getMessage() for r in caplog.records)
+
+
+def test_the_loopback_switch_is_the_ray_constant_that_decides_the_node_address(monkeypatch):
+    from ray._private import ray_constants, services
+
+    from orchestrator._compat.ray_config import LOOPBACK_ENV, local_ray_on_loopback
+
+    monkeypatch.delenv(LOOPBACK_ENV, raising=False)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    assert isinstance(before, bool)
+    with local_ray_on_loopback() as on_loopback:
+        assert on_loopback and ray_constants.ENABLE_RAY_CLUSTER is False
+        assert services.get_node_ip_address() in ("127.0.0.1", "::1")
+        assert os.environ[LOOPBACK_ENV] == "0"  # the Ray processes started now read it too
+    assert ray_constants.ENABLE_RAY_CLUSTER is before and LOOPBACK_ENV not in os.environ
+
+
+def test_a_loopback_switch_the_user_set_is_respected(monkeypatch):
+    from ray._private import ray_constants
+
+    from orchestrator._compat.ray_config import LOOPBACK_ENV, local_ray_on_loopback
+
+    monkeypatch.setenv(LOOPBACK_ENV, "1")
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with local_ray_on_loopback() as on_loopback:
+        assert not on_loopback and ray_constants.ENABLE_RAY_CLUSTER is before
