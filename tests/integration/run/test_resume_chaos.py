@@ -37,25 +37,33 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _finished(storage: str, name: str) -> tuple[int, int]:
+def _finished(storage: str, name: str) -> tuple[int, int, int]:
+    """Trials finished, running, and running with at least one epoch told (so checkpointed)."""
     try:
         study = optuna.load_study(study_name=name, storage=make_storage(storage))
     except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
-        return 0, 0  # the driver has not yet created the study, or is creating the schema right now
+        return 0, 0, 0  # the driver has not yet created the study, or is creating the schema right now
     trials = study.get_trials(deepcopy=False)
-    return sum(t.state.is_finished() for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    return sum(t.state.is_finished() for t in trials), len(running), sum(bool(t.intermediate_values) for t in running)
 
 
 def _run_and_kill(command: list[str], cwd: Path, storage: str, name: str, kill_at: int | None, rng: random.Random,
                   log: Path) -> dict:
-    """Run ``command``; SIGKILL it once ``kill_at`` trials have finished (plus 0-1.5 s)."""
+    """Run ``command``; SIGKILL it once ``kill_at`` trials have finished, 0-1.5 s later, at a moment
+    when a trial is in the middle of its epochs (it has told one and so has a checkpoint): on a
+    loaded machine the random moment alone can fall between trials, and then no kill interrupts a
+    trial that could continue from a checkpoint."""
     with open(log, "ab") as out:
         process = subprocess.Popen(command, cwd=cwd, env=_env(), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 600
         while process.poll() is None and time.monotonic() < deadline:
             if kill_at is not None and _finished(storage, name)[0] >= kill_at:
                 time.sleep(rng.uniform(0.0, 1.5))
-                finished, running = _finished(storage, name)
+                waited = time.monotonic() + 20
+                while _finished(storage, name)[2] == 0 and process.poll() is None and time.monotonic() < waited:
+                    time.sleep(0.1)
+                finished, running, _ = _finished(storage, name)
                 process.send_signal(signal.SIGKILL)
                 process.wait(60)
                 return {"killed": True, "finished": finished, "running": running}
