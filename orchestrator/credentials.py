@@ -1,4 +1,4 @@
-"""URLs that may carry credentials: the storage URL, the tracking URI, a Ray address.
+"""URLs that may carry credentials: the storage URL and the tracking URI.
 
 A password may reach stepsize three ways, and only the connection ever sees it:
 
@@ -9,16 +9,17 @@ A password may reach stepsize three ways, and only the connection ever sees it:
   only: everything stepsize stores holds the URL without it (:func:`for_storing`:
   ``user@host``, which PostgreSQL's own ``~/.pgpass`` / ``PGPASSWORD`` and MLflow's
   ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` then complete), and everything it
-  prints shows ``user:***@host`` (:func:`redact`).
+  prints shows ``user:***@host`` (:func:`redact`; :func:`redact_text` for any text, and
+  :func:`protected_logger` for stepsize's loggers).
 - Credentials the libraries read themselves (``~/.pgpass``, ``PGPASSWORD``, MLflow's variables)
   never pass through stepsize at all.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from urllib.parse import urlsplit
 
 from orchestrator.errors import SpecError
 
@@ -78,17 +79,24 @@ def check_variables(url: str | None, field: str) -> None:
 
 
 def expand(url: str) -> str:
-    """``url`` with every ``${NAME}`` replaced from the environment: what a connection uses."""
+    """``url`` with every ``${NAME}`` replaced from the environment (a name that is not set stays)."""
     return _VARIABLE.sub(lambda match: os.environ.get(match.group(1), match.group(0)), url)
 
 
-def host(url: str) -> str:
-    """The host (and port) a URL names, for messages about reaching it."""
-    try:
-        parts = urlsplit(expand(url))
-        return parts.netloc.rpartition("@")[2] or parts.path
-    except ValueError:
-        return redact(url) or url
+def connectable(url: str, field: str) -> str:
+    """``url`` as a connection uses it: every ``${NAME}`` filled in from the environment;
+    :class:`~orchestrator.errors.SpecError` naming ``field`` when a name is not set."""
+    check_variables(url, field)
+    return expand(url)
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without its user part (``https://host/...``), for a link or an unauthenticated check."""
+    prefix_userinfo_rest = _userinfo(url)
+    if prefix_userinfo_rest is None:
+        return url
+    prefix, _, rest = prefix_userinfo_rest
+    return prefix + rest
 
 
 # scheme://user:password@host..., the password running to the authority's last "@"
@@ -99,3 +107,24 @@ def redact_text(text: str) -> str:
     """``text`` (an error message, a log line) with every written-out password of a URL in it
     shown as ``***``."""
     return _IN_TEXT.sub(lambda m: m.group(0) if _VARIABLE.fullmatch(m.group(2)) else f"{m.group(1)}:{HIDDEN}@", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Shows every written-out password of a URL in a log record (message and traceback) as ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def protected_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with a :class:`RedactingFilter` (every stepsize logger has one)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger

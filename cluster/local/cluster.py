@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -36,6 +35,7 @@ from cluster.local.processes import (
     tail,
 )
 from orchestrator.errors import ClusterError
+from orchestrator.run.ray_session import write_private_token
 
 DEFAULT_PORT = 6380
 STATE_FILE = "cluster.json"
@@ -148,9 +148,7 @@ def up(
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "logs").mkdir(parents=True)
     token_path = folder / TOKEN_FILE
-    fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
+    write_private_token(token_path)
     cluster = LocalCluster(
         port=port,
         address=f"{node_ip or detected_node_ip()}:{port}",

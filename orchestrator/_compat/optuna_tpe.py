@@ -26,17 +26,25 @@ those of ``TPESampler`` with the same arguments and seed; a test holds them equa
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Sequence
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers._tpe import _truncnorm
-from optuna.samplers._tpe import sampler as _tpe_module
 from optuna.trial import FrozenTrial, TrialState
 
-logger = logging.getLogger(__name__)
+try:  # private modules: a release that moves them leaves the stock sampler in use (adapter_problem)
+    from optuna.samplers._tpe import _truncnorm
+    from optuna.samplers._tpe import sampler as _tpe_module
+except ImportError as exc:  # pragma: no cover - only on an Optuna release that was not checked
+    _truncnorm = _tpe_module = None
+    _IMPORT_PROBLEM: str | None = f"Optuna {optuna.__version__} has no optuna.samplers._tpe ({exc})"
+else:
+    _IMPORT_PROBLEM = None
+
+from orchestrator.credentials import protected_logger
+
+logger = protected_logger(__name__)
 
 #: The Optuna releases this adapter was checked against (draws equal to stock TPE, contract test).
 CHECKED_OPTUNA_VERSIONS = ("5.0.0",)
@@ -49,19 +57,19 @@ PRIVATE_NAMES = (
     (optuna.samplers.TPESampler, "_get_internal_repr"),
     (optuna.samplers.TPESampler, "_get_params"),
     (optuna.Study, "_get_trials"),
-    (_tpe_module, "_split_trials"),
-    (_tpe_module, "default_gamma"),
-    (_tpe_module, "default_gamma_multiobjective"),
-    (_truncnorm, "_log_ndtr"),
+    *(((_tpe_module, "_split_trials"), (_tpe_module, "default_gamma"), (_tpe_module, "default_gamma_multiobjective"),
+       (_truncnorm, "_log_ndtr")) if _IMPORT_PROBLEM is None else ()),
 )
 
-_optuna_log_ndtr = _truncnorm._log_ndtr  # Optuna's own, kept for comparison
+_optuna_log_ndtr = getattr(_truncnorm, "_log_ndtr", None)  # Optuna's own, kept for comparison
 _MISSING = object()
 _warned = False
 
 
 def adapter_problem() -> str | None:
     """Why the adapter cannot be used with the installed Optuna, or None when it can."""
+    if _IMPORT_PROBLEM is not None:
+        return _IMPORT_PROBLEM
     if optuna.__version__ not in CHECKED_OPTUNA_VERSIONS:
         return f"Optuna {optuna.__version__} is not one it was checked against ({', '.join(CHECKED_OPTUNA_VERSIONS)})"
     missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in PRIVATE_NAMES if not hasattr(owner, name)]

@@ -19,30 +19,49 @@ behaviour).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-logger = logging.getLogger(__name__)
+from orchestrator.credentials import protected_logger
 
-#: The Ray releases ``reload_ray_config`` was checked against.
+logger = protected_logger(__name__)
+
+#: The Ray releases both functions were checked against.
 CHECKED_RAY_VERSIONS = ("2.60.0",)
 
 
-def adapter_problem() -> str | None:
-    """Why the config cannot be reloaded with the installed Ray, or None when it can."""
+def _version_problem() -> str | None:
     import ray
 
     if ray.__version__ not in CHECKED_RAY_VERSIONS:
         return f"Ray {ray.__version__} is not one it was checked against ({', '.join(CHECKED_RAY_VERSIONS)})"
+    return None
+
+
+def reload_problem() -> str | None:
+    """Why :func:`reload_ray_config` cannot reload with the installed Ray, or None when it can."""
+    problem = _version_problem()
+    if problem is not None:
+        return problem
+    import ray
+
     try:
         from ray._raylet import Config
     except ImportError:
         return f"Ray {ray.__version__} has no ray._raylet.Config"
     if not callable(getattr(Config, "initialize", None)):
         return f"Ray {ray.__version__} has no ray._raylet.Config.initialize"
+    return None
+
+
+def loopback_problem() -> str | None:
+    """Why :func:`local_ray_on_loopback` cannot keep Ray on loopback, or None when it can."""
+    problem = _version_problem()
+    if problem is not None:
+        return problem
+    import ray
     from ray._private import ray_constants
 
     if not isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool):
@@ -50,12 +69,17 @@ def adapter_problem() -> str | None:
     return None
 
 
+def adapter_problem() -> str | None:
+    """Why either function cannot work with the installed Ray, or None when both can."""
+    return reload_problem() or loopback_problem()
+
+
 def reload_ray_config() -> bool:
     """Have Ray read its environment-based config again if it is already imported; True when
     Ray will see the current environment (it was not imported yet, or the reload worked)."""
     if "ray" not in sys.modules:
         return True  # Ray reads the environment when it is imported
-    problem = adapter_problem()
+    problem = reload_problem()
     if problem is not None:
         logger.warning("Ray was imported before stepsize set RAY_AUTH_MODE and cannot read it again (%s); "
                        "set RAY_AUTH_MODE=token in the environment before Python starts.", problem)
@@ -80,7 +104,7 @@ def local_ray_on_loopback() -> Iterator[bool]:
     if LOOPBACK_ENV in os.environ:
         yield os.environ[LOOPBACK_ENV].lower() not in ("1", "true")
         return
-    problem = adapter_problem()
+    problem = loopback_problem()
     if problem is not None:
         logger.warning("Ray started for this study listens on all network interfaces (%s); set %s=0 in the "
                        "environment to keep it on 127.0.0.1.", problem, LOOPBACK_ENV)

@@ -12,6 +12,7 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from orchestrator.credentials import for_storing
 from orchestrator.errors import SpecError
 from orchestrator.keys import StudyAttr
 from orchestrator.lr_range.result import LRRangeResult
@@ -123,7 +124,9 @@ def auto_lr_bounds(spec: StudySpec) -> tuple[StudySpec, dict[str, Any]]:
     import ray
 
     remote = ray.remote(num_cpus=spec.resources.cpus, num_gpus=spec.resources.gpu)(find_lr)
-    result = ray.get(remote.remote(spec))
+    # The task needs no URL: a password in one stays on the driver.
+    shipped = dataclasses.replace(spec, storage=for_storing(spec.storage), tracking_uri=for_storing(spec.tracking_uri))
+    result = ray.get(remote.remote(shipped))
     return narrowed_spec(spec, result)
 
 

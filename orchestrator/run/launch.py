@@ -9,13 +9,14 @@ storage and to MLflow; trials report to Ray Tune and nothing else.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
-from orchestrator.credentials import check_variables, redact
+from orchestrator.credentials import check_variables, for_storing, has_password
 from orchestrator.errors import SpecError
 from orchestrator.keys import Result
 from orchestrator.run.ray_session import apply_tune_settings, ensure_ray
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     import optuna
 
     from orchestrator.run.resume import ResumePlan
-    from orchestrator.run.searcher import SearchProgress
+    from orchestrator.run.searcher import OptunaStudySearcher, SearchProgress
+    from orchestrator.tracking.naming import TrialStatus
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
     apply_tune_settings(console.verbose)  # before anything imports Ray Tune (it reads some settings at import)
     resolve_workload(spec.workload)  # a missing module fails here, before anything is created
     require_train_v1(spec)
-    check_variables(spec.tracking_uri, "tracking_uri")  # the storage's are checked when it is opened
+    _refuse_unset_references(spec)
     if new:
         spec = with_overrides(spec, name=next_free_name(spec))
     refuse_existing_study(spec)
@@ -118,6 +120,7 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
     if trials is not None and trials <= finished:
         raise SpecError("--trials", trials, f"a total above the {finished} trials study {name!r} already finished (it extends the study to that many trials)")
     spec = with_overrides(spec, trials=trials, address=address, storage=storage)
+    _refuse_unset_references(spec)
     resolve_workload(spec.workload)
     require_train_v1(spec)
     claim_driver(study)
@@ -131,6 +134,12 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
         return RunOutcome(summarize(study, spec))
     ensure_ray(spec.address, console.verbose)
     return run_study(study, spec, plan.new_trials, console, plan=plan)
+
+
+def _refuse_unset_references(spec: StudySpec) -> None:
+    """Before anything is written: every ``${NAME}`` in the study's URLs must be set."""
+    check_variables(spec.storage, "storage")
+    check_variables(spec.tracking_uri, "tracking_uri")
 
 
 def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: Console = Console(),
@@ -155,7 +164,8 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     scheduler = build_trial_scheduler(spec)
     if plan is not None:
         seed_scheduler(scheduler, plan.curves)
-    recorder = start_recording(study, spec)  # MLflow: parent run now, a child run per trial
+    # MLflow: the parent run now, a child run per trial, each ended with the state the searcher told.
+    recorder = start_recording(study, spec, status_of=lambda number: told_status(searcher, number))
     if plan is not None:
         recorder.backfill_objective(study, spec.objective.metric)
     # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
@@ -198,9 +208,19 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
         recorder.finish(study, spec)
         release_driver(study)
     if left_running:
+        storage = shlex.quote(for_storing(spec.storage))  # works with ~/.pgpass or PGPASSWORD
+        login = " (with the password in ~/.pgpass or PGPASSWORD)" if has_password(spec.storage) else ""
         console.note(f"stopped with {left_running} trials unfinished; continue the study with: "
-                     f"stepsize resume {spec.name} --storage {redact(spec.storage)}")
+                     f"stepsize resume {spec.name} --storage {storage}{login}")
     return RunOutcome(summarize(study, spec), searcher.progress, left_running)
+
+
+def told_status(searcher: "OptunaStudySearcher", number: int) -> "TrialStatus | None":
+    """How the searcher told trial ``number``'s end, as the MLflow record shows it (None: not yet)."""
+    from orchestrator.tracking.naming import TrialStatus
+
+    told = searcher.told.get(number)
+    return None if told is None else TrialStatus(*told)
 
 
 def results_path(results_dir: str) -> str:

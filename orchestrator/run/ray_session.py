@@ -21,9 +21,10 @@ import stat
 import sys
 from pathlib import Path
 
+from orchestrator.credentials import protected_logger
 from orchestrator.errors import RayAuthError
 
-logger = logging.getLogger(__name__)
+logger = protected_logger(__name__)
 
 MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -114,12 +115,18 @@ def private_local_token() -> Path | None:
         return None
     path = token_path()
     if path is not None and not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))  # Ray's own format: 256 bits, hex
+        write_private_token(path)
     check_token_file(path)
     return path
+
+
+def write_private_token(path: Path) -> None:
+    """A new Ray token at ``path`` (which must not exist), readable by its owner only; in Ray's own
+    format (256 random bits, hex)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
 
 
 def ensure_ray(address: str | None, verbose: bool = False) -> None:

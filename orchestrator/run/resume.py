@@ -20,6 +20,7 @@ from orchestrator.keys import Config, TrialAttr
 from orchestrator.run.searcher import ResumeTicket
 from orchestrator.spec import StudySpec
 from orchestrator.study.storage import running_trial
+from orchestrator.study.storage import trial_id as storage_trial_id
 from orchestrator.trial.checkpoints import find_checkpoints, latest_checkpoint
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -96,9 +97,10 @@ def _ticket(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, entries: l
     found = latest_checkpoint(entries, at_most_epoch=last_epoch)
     # Suggesting on the live trial returns the values it already has and samples only those the
     # killed driver had not drawn yet (it may have died between ask and the last suggest).
-    config = spec.search_space.suggest(running_trial(study, spec.storage, trial.number))
+    trial_id = storage_trial_id(study, spec.storage, trial.number)
+    config = spec.search_space.suggest(optuna.trial.Trial(study, trial_id))
     config = {**config, Config.TRIAL_NUMBER: trial.number}
     if found is not None:
         config[Config.RESUME_FROM] = found[1]
-    return ResumeTicket(number=trial.number, config=config, last_epoch=last_epoch,
+    return ResumeTicket(number=trial.number, trial_id=trial_id, config=config, last_epoch=last_epoch,
                         checkpoint_epoch=found[0] if found else None)

@@ -20,7 +20,6 @@ from ray.tune.search import Searcher
 from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, TrialAttr
 from orchestrator.spec import StudySpec
 from orchestrator.study.samplers import AskTellGridSampler
-from orchestrator.study.storage import running_trial
 from orchestrator.training.lr_scaling import apply_lr_scaling
 
 # Keys of a result that are not metrics the workload reported.
@@ -31,11 +30,13 @@ _NOT_REPORTED = TUNE_RESULT_KEYS | {Result.TRIAL_FAILED}
 class ResumeTicket:
     """A trial that was running when the study's driver stopped, to be run again as itself.
 
-    ``config`` is what the trainable gets (with the trial number and, when one was found, the
-    checkpoint folder to continue from); ``last_epoch`` the last epoch Optuna was told.
+    ``trial_id`` is the storage's id of the trial; ``config`` is what the trainable gets (with the
+    trial number and, when one was found, the checkpoint folder to continue from); ``last_epoch``
+    the last epoch Optuna was told.
     """
 
     number: int
+    trial_id: int
     config: dict[str, Any]
     last_epoch: int
     checkpoint_epoch: int | None = None
@@ -80,7 +81,6 @@ class OptunaStudySearcher(Searcher):
     ):
         super().__init__(metric=spec.objective.metric, mode=spec.objective.mode)
         self._study = study
-        self._storage_url = spec.storage
         self._space = spec.search_space
         self._max_epochs = spec.budget.max_epochs
         self._max_new_trials = max_new_trials
@@ -92,6 +92,7 @@ class OptunaStudySearcher(Searcher):
         self._resume_queue = list(resumed or [])
         self._asked = 0
         self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue))
+        self.told: dict[int, tuple[str, str]] = {}  # trial number -> (Optuna state, stop reason) as told
 
     # Tune pickles its search algorithm into the experiment folder. The study (whose storage
     # holds the URL, password included) stays out: stepsize resumes from the Optuna storage, never
@@ -102,10 +103,10 @@ class OptunaStudySearcher(Searcher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         Searcher.__init__(self, metric=state["metric"], mode=state["mode"])
         self._study = None
-        self._storage_url = None
         self._live, self._last_told_epoch, self._failed = {}, {}, {}
         self._resume_queue, self._asked, self._max_new_trials = [], 0, 0
         self.progress = SearchProgress(total=0)
+        self.told = {}
 
     # -- Ray Tune Searcher interface -------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -166,7 +167,7 @@ class OptunaStudySearcher(Searcher):
 
     # -- helpers ----------------------------------------------------------------------------
     def _resume(self, trial_id: str, ticket: ResumeTicket) -> dict[str, Any]:
-        trial = running_trial(self._study, self._storage_url, ticket.number)
+        trial = optuna.trial.Trial(self._study, ticket.trial_id)
         trial.set_user_attr(TrialAttr.RAY_TRIAL_ID, trial_id)
         trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, ticket.checkpoint_epoch or 0)
         self._live[trial_id] = trial
@@ -208,6 +209,7 @@ class OptunaStudySearcher(Searcher):
     def _tell(self, trial: optuna.Trial, state: TrialState, reason: str, value: float | None = None) -> None:
         trial.set_user_attr(TrialAttr.STOP_REASON, reason)
         self._study.tell(trial, value, state=state)
+        self.told[trial.number] = (state.name, reason)
         progress = self.progress
         if state == TrialState.COMPLETE:
             progress.complete += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from orchestrator.spec.components import Choice
 
@@ -117,9 +117,11 @@ class StudySpec:
     results_dir: str = DEFAULT_RESULTS_DIR
     seed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML-serialisable form that :func:`~orchestrator.spec.spec_from_mapping` reads back."""
-        return {
+    def to_dict(self, urls: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """A plain, YAML-serialisable form that :func:`~orchestrator.spec.spec_from_mapping` reads
+        back; ``urls`` rewrites the fields that hold URLs (:data:`URL_FIELDS`), e.g. to hide a
+        password (see :mod:`orchestrator.credentials`)."""
+        data = {
             "name": self.name,
             "workload": self.workload,
             "workload_options": dict(self.workload_options),
@@ -144,16 +146,16 @@ class StudySpec:
             "results_dir": self.results_dir,
             "seed": self.seed,
         }
+        for key in URL_FIELDS if urls is not None else ():
+            data[key] = urls(data[key])
+        return data
 
     def to_stored_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` as stepsize keeps it (in the study's attributes): URLs without a
         written-out password (``${NAME}`` references stay; see :mod:`orchestrator.credentials`)."""
         from orchestrator.credentials import for_storing
 
-        data = self.to_dict()
-        for key in URL_FIELDS:
-            data[key] = for_storing(data[key])
-        return data
+        return self.to_dict(urls=for_storing)
 
     def to_yaml(self) -> str:
         import yaml
@@ -161,8 +163,8 @@ class StudySpec:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-#: The fields that hold URLs, which may carry credentials.
-URL_FIELDS = ("storage", "tracking_uri", "address")
+#: The fields that hold URLs that may carry credentials (a Ray address cannot: HOST:PORT).
+URL_FIELDS = ("storage", "tracking_uri")
 #: The study file's top-level fields.
 TOP_LEVEL_FIELDS = frozenset(f.name for f in dataclasses.fields(StudySpec))
 #: Overrides (command line, API keywords) that live inside ``budget``.

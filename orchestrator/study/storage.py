@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from orchestrator.credentials import check_variables, expand, redact
+from orchestrator.credentials import connectable, redact
 from orchestrator.errors import StudyExistsError, StudyNotFoundError
 from orchestrator.keys import StudyAttr
 from orchestrator.spec import StudySpec, spec_from_mapping
@@ -33,8 +33,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    check_variables(url, "storage")
-    storage = optuna.storages.RDBStorage(expand(url), engine_kwargs=engine_kwargs)
+    storage = optuna.storages.RDBStorage(connectable(url, "storage"), engine_kwargs=engine_kwargs)
     if url.startswith("sqlite"):
         from sqlalchemy import event
 
@@ -111,9 +110,19 @@ def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
     return study, spec
 
 
+@functools.lru_cache(maxsize=64)
+def _study_id(storage_url: str, study_name: str) -> int:
+    return make_storage(storage_url).get_study_id_from_name(study_name)
+
+
+def trial_id(study: optuna.Study, storage_url: str, number: int) -> int:
+    """The storage's id of trial ``number`` of ``study`` (stored at ``storage_url``), through
+    Optuna's public storage API (the study's id is looked up once per process)."""
+    return make_storage(storage_url).get_trial_id_from_study_id_trial_number(_study_id(storage_url, study.study_name),
+                                                                             number)
+
+
 def running_trial(study: optuna.Study, storage_url: str, number: int) -> optuna.trial.Trial:
     """A handle on trial ``number`` of ``study`` (stored at ``storage_url``) through which it can
     be suggested on, reported to and told, as the one ``study.ask()`` returned when it began."""
-    storage = make_storage(storage_url)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+    return optuna.trial.Trial(study, trial_id(study, storage_url, number))

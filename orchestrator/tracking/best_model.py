@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator.credentials import expand
+from orchestrator.credentials import connectable, protected_logger
 from orchestrator.keys import Tag
 from orchestrator.trial.checkpoints import (
     find_checkpoints,
@@ -21,7 +21,7 @@ from orchestrator.trial.checkpoints import (
     local_study_folder,
 )
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 ARTIFACT_NAME = "model"
 
@@ -47,9 +47,10 @@ def log_best_model(tracking_uri: str, run_id: str, checkpoint: str) -> str | Non
     version = torch.__version__.split("+")[0]
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle-format notice
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(expand(tracking_uri))
+    uri = connectable(tracking_uri, "tracking_uri")
+    mlflow.set_tracking_uri(uri)
     try:
-        client = mlflow.MlflowClient(tracking_uri=expand(tracking_uri))
+        client = mlflow.MlflowClient(tracking_uri=uri)
         run = client.get_run(run_id).info
         try:
             with mlflow.start_run(run_id=run_id):

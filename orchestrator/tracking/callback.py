@@ -17,16 +17,16 @@ into records in a buffer; the flusher thread writes them in batches. Per trial:
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable
 
 from ray.tune import Callback
 
+from orchestrator.credentials import protected_logger
 from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, Tag
 from orchestrator.tracking import naming, records
 from orchestrator.tracking.values import numeric, params
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 # What Tune adds to every result, and the keys of a result that are not per-epoch metrics.
 _NOT_METRICS = TUNE_RESULT_KEYS | {
@@ -46,7 +46,7 @@ class TrackingCallback(Callback):
         objective: the objective metric; in the report of a diverged trial its value is a
             penalty for the sampler, not a measurement, and is left out (the penalty is recorded
             as ``divergence_penalty``).
-        on_end: called after a trial's end (and Tune's) is recorded: flush soon.
+        on_end: called after a trial's end (and Tune's) is recorded.
     """
 
     def __init__(

@@ -2,22 +2,22 @@
 event loop never waits on the tracking store.
 
 It flushes every ``interval_s`` seconds, as soon as ``batch_results`` per-epoch records are
-waiting, when asked (a trial ended), and once more when stopped. While the store is unreachable
+waiting, and once more when stopped (a trial's end goes with the next flush, not in one of its
+own). While the store is unreachable
 the records stay in the log on disk and the next flush tries again; the warning is given once per
 outage, not per record.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 
-from orchestrator.credentials import redact
+from orchestrator.credentials import protected_logger, redact
 from orchestrator.errors import TrackingUnavailable
 from orchestrator.tracking.record_log import Batch, RecordLog
 from orchestrator.tracking.writer import MlflowWriter
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 DEFAULT_INTERVAL_S = 5.0
 DEFAULT_BATCH_RESULTS = 200
@@ -60,10 +60,6 @@ class Flusher:
                 logger.warning("MLflow writer still busy after %.0f s; leaving it", timeout_s)
             self._thread = None
 
-    def request(self) -> None:
-        """Flush soon (from the thread), without waiting."""
-        self._wake.set()
-
     def added(self, waiting_results: int) -> None:
         """Called after records were buffered: wake the thread when enough results wait."""
         if waiting_results >= self.batch_results:
@@ -94,7 +90,8 @@ class Flusher:
                 self._down(batch, str(exc))
                 return False
             except Exception as exc:  # noqa: BLE001 - a bug here must not lose records or stop the study
-                logger.exception("MLflow writer failed; records kept in %s", self.log.path.parent)
+                if self.outage is None:  # the traceback once per outage, as the warning
+                    logger.error("MLflow writer failed; records kept in %s", self.log.path.parent, exc_info=True)
                 self._down(batch, f"{type(exc).__name__}: {exc}")
                 return False
             self.log.written(batch)

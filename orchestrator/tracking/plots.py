@@ -15,7 +15,6 @@ learning rate in the space) is skipped with a note instead of failing.
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 import warnings
@@ -24,11 +23,12 @@ from typing import Any, Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
+from orchestrator.credentials import protected_logger
 from orchestrator.errors import PlotSkipped
 from orchestrator.keys import StudyAttr, TrialAttr
 from orchestrator.study.summary import best_trial
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 LR_KEYS = (TrialAttr.EFFECTIVE_LR, "learning_rate", "lr")
 

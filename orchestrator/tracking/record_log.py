@@ -59,6 +59,7 @@ class RecordLog:
         self._results = 0
         self._handle: IO[str] | None = None
         self._sealed = 0
+        self._synced: set[Path] = set()  # sealed segments already fsynced
         if adopt_open and self.path.is_file():
             self._seal()
 
@@ -107,13 +108,17 @@ class RecordLog:
         """MLflow has the batch's records: delete its segments."""
         for segment in batch.segments:
             segment.unlink(missing_ok=True)
+            self._synced.discard(segment)
 
     def kept(self, batch: Batch) -> None:
-        """MLflow could not be reached: keep the batch's segments, synced to disk."""
+        """MLflow could not be reached: keep the batch's segments, synced to disk (each once)."""
         for segment in batch.segments:
+            if segment in self._synced:
+                continue
             try:
                 with segment.open("rb") as handle:
                     os.fsync(handle.fileno())
+                self._synced.add(segment)
             except OSError:
                 pass
 

@@ -11,7 +11,6 @@ unreachable tracking store loses one.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.credentials import redact
+from orchestrator.credentials import protected_logger, redact
 from orchestrator.keys import StudyAttr, Tag, TrialAttr
 from orchestrator.tracking import flusher as _flusher
 from orchestrator.tracking import naming, records, study_run
@@ -31,7 +30,7 @@ from orchestrator.tracking.record_log import RecordLog, log_path
 from orchestrator.tracking.values import params
 from orchestrator.tracking.writer import MlflowWriter
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 
 class StudyRecorder:

@@ -8,17 +8,16 @@ nothing; ``STEPSIZE_TRACKING=off`` turns recording off.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.credentials import for_storing
+from orchestrator.credentials import for_storing, protected_logger
 from orchestrator.keys import Env, StudyAttr
 from orchestrator.tracking import naming, study_run
 from orchestrator.tracking.recorder import StudyRecorder
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 
 class NoRecorder:
@@ -40,7 +39,9 @@ class NoRecorder:
 
 def recorder_for(study: Any, spec: Any, experiment_name: str | None = None, **options: Any) -> StudyRecorder:
     """A recorder for ``study`` (not started), keeping its MLflow coordinates in the study's user
-    attributes: tracking URI, experiment, study key, record log and (once known) parent run id."""
+    attributes: tracking URI, experiment, study key, record log and (once known) parent run id.
+    ``options`` go to :class:`StudyRecorder`; without ``status_of`` a trial's status is read
+    from the storage."""
     attrs = study.user_attrs
     uri = tracking_uri_of(study, spec)
     key = attrs.get(StudyAttr.MLFLOW_STUDY_KEY) or naming.new_study_key()
@@ -54,7 +55,7 @@ def recorder_for(study: Any, spec: Any, experiment_name: str | None = None, **op
         experiment_name=experiment,
         parent_run_id=attrs.get(StudyAttr.MLFLOW_PARENT_RUN),
         parent_tags=study_run.parent_tags(spec),
-        status_of=trial_status_source(study, spec.storage),
+        status_of=options.pop("status_of", None) or trial_status_source(study, spec.storage),
         objective=spec.objective.metric,
         **options,
     )
@@ -88,14 +89,11 @@ def start_recording(study: Any, spec: Any, **options: Any) -> StudyRecorder | No
 
 def trial_status_source(study: Any, storage_url: str) -> Callable[[int], naming.TrialStatus | None]:
     """Trial number -> its status in the Optuna storage (read after the searcher told it)."""
-    from orchestrator.study.storage import make_storage
+    from orchestrator.study.storage import make_storage, trial_id
 
     def status_of(number: int) -> naming.TrialStatus | None:
         try:
-            storage = make_storage(storage_url)
-            study_id = storage.get_study_id_from_name(study.study_name)
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-            return naming.trial_status(storage.get_trial(trial_id))
+            return naming.trial_status(make_storage(storage_url).get_trial(trial_id(study, storage_url, number)))
         except Exception:  # noqa: BLE001 - the end-of-study reconciliation fills it in
             return None
 

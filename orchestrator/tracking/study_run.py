@@ -13,7 +13,6 @@ import yaml
 
 from orchestrator.credentials import redact
 from orchestrator.keys import Tag
-from orchestrator.spec.model import URL_FIELDS
 from orchestrator.tracking import naming, records
 from orchestrator.tracking.records import Record
 from orchestrator.tracking.values import numeric, params
@@ -47,9 +46,7 @@ def parent_tags(spec: Any) -> dict[str, str]:
 
 def start_records(spec: Any, cluster: dict[str, Any], staging: Path) -> list[Record]:
     """The spec as params and ``spec.yaml``; the cluster as ``ray.*`` params."""
-    data = spec.to_dict()
-    for key in URL_FIELDS:
-        data[key] = redact(data[key])
+    data = spec.to_dict(urls=redact)
     staging.mkdir(parents=True, exist_ok=True)
     spec_file = staging / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TextIO
 
-from orchestrator.credentials import expand, redact
+from orchestrator.credentials import connectable, redact, without_userinfo
 from orchestrator.errors import NoRecordError, UIStartError, UsageError
 from orchestrator.keys import StudyAttr
 from orchestrator.tracking import naming
@@ -61,7 +61,7 @@ def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyReco
     parent = attrs.get(StudyAttr.MLFLOW_PARENT_RUN)
     if not parent:
         raise NoRecordError(f"study {name!r} has no MLflow record in {redact(uri)} yet")
-    run = MlflowClient(tracking_uri=expand(uri)).get_run(parent)
+    run = MlflowClient(tracking_uri=connectable(uri, "tracking_uri")).get_run(parent)
     return StudyRecord(name, uri, run.info.experiment_id, parent)
 
 
@@ -109,7 +109,7 @@ def ui_command(host: str, port: int) -> list[str]:
 def ui_environment(tracking_uri: str) -> dict[str, str]:
     """The environment of ``mlflow ui`` for the store at ``tracking_uri`` (its ``${NAME}``
     references filled in)."""
-    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": expand(tracking_uri)}
+    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": connectable(tracking_uri, "tracking_uri")}
 
 
 def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, out: TextIO = sys.stdout) -> int:
@@ -123,7 +123,7 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
     record = find_record(name, storage, out)
     if naming.is_http(record.tracking_uri):
         print(f"study {name} is recorded on the tracking server {redact(record.tracking_uri)}:", file=out)
-        print(record.url(redact(record.tracking_uri)), file=out)
+        print(record.url(without_userinfo(record.tracking_uri)), file=out)
         return 0
     if not _port_free(host, port):
         raise UsageError(f"port {port} on {host} is in use; pass another with --port")

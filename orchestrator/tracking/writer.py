@@ -25,13 +25,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from orchestrator.credentials import expand, redact_text
+from orchestrator.credentials import connectable, expand, protected_logger, redact_text, without_userinfo
 from orchestrator.errors import TrackingRefused, TrackingUnavailable
 from orchestrator.keys import Tag
 from orchestrator.tracking import naming
 from orchestrator.tracking.records import Record, now_ms
 
-logger = logging.getLogger("orchestrator.tracking")
+logger = protected_logger("orchestrator.tracking")
 
 # MLflow error codes that say the request itself is wrong: retrying cannot help.
 _PERMANENT_CODES = {
@@ -166,7 +166,8 @@ class MlflowWriter:
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             for name in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..."
                 logging.getLogger(name).setLevel(logging.WARNING)
-            self._client_obj = self._call(lambda: MlflowClient(tracking_uri=expand(self.tracking_uri)))
+            uri = connectable(self.tracking_uri, "tracking_uri")
+            self._client_obj = self._call(lambda: MlflowClient(tracking_uri=uri))
         return self._client_obj
 
     def _call(self, fn: Callable[[], Any], uncertain_run: str | None = None) -> Any:
@@ -367,9 +368,7 @@ class MlflowWriter:
 
 def health_url(tracking_uri: str) -> str:
     """The tracking server's ``/health`` address (no user part: it needs no login)."""
-    scheme, _, rest = expand(tracking_uri).partition("://")
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}".rstrip("/") + "/health"
+    return without_userinfo(expand(tracking_uri)).rstrip("/") + "/health"
 
 
 def _first_line(exc: BaseException) -> str:

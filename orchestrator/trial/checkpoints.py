@@ -15,15 +15,15 @@ A checkpoint is a folder that Ray Tune persists under the study's results folder
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 from pathlib import Path
 from typing import Any, Mapping
 
+from orchestrator.credentials import protected_logger
 from orchestrator.errors import CheckpointError
 
-logger = logging.getLogger("orchestrator.checkpoints")
+logger = protected_logger("orchestrator.checkpoints")
 
 META_FILE = "stepsize.json"
 STATE_FILE = "state.pt"

@@ -66,3 +66,39 @@ def test_error_output_of_the_command_stars_passwords(capsys):
     assert _report_error(LookupError(f"no study in postgresql://tuner:{SECRET}@db/x")) == 2
     err = capsys.readouterr().err
     assert SECRET not in err and err.count("tuner:***@db") == 2
+
+
+def test_stepsize_loggers_star_passwords_in_messages_and_tracebacks():
+    import logging
+
+    from orchestrator.credentials import protected_logger
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    logger = protected_logger("orchestrator.test_credentials")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("MLflow at %s is unreachable", f"http://me:{SECRET}@mlflow:5000")
+        try:
+            raise ConnectionError(f"cannot reach postgresql://tuner:{SECRET}@db/optuna")
+        except ConnectionError:
+            logger.error("writer failed", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    assert len(records) == 2 and all(SECRET not in text for text in records)
+    assert "http://me:***@mlflow:5000" in records[0] and "postgresql://tuner:***@db" in records[1]
+    assert protected_logger("orchestrator.test_credentials").filters == logger.filters  # one filter, not two
+
+
+def test_a_connection_refuses_an_unset_reference_and_links_drop_the_user(monkeypatch):
+    from orchestrator.credentials import connectable, without_userinfo
+
+    monkeypatch.delenv("STEPSIZE_TEST_TOKEN", raising=False)
+    with pytest.raises(SpecError, match="tracking_uri"):
+        connectable("http://me:${STEPSIZE_TEST_TOKEN}@mlflow:5000", "tracking_uri")
+    assert without_userinfo(f"https://me:{SECRET}@mlflow:5000/#/runs") == "https://mlflow:5000/#/runs"
