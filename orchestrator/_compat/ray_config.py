@@ -19,10 +19,11 @@ behaviour).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from orchestrator.credentials import protected_logger
 
@@ -32,41 +33,29 @@ logger = protected_logger(__name__)
 CHECKED_RAY_VERSIONS = ("2.60.0",)
 
 
-def _version_problem() -> str | None:
+def _problem(module: str, name: str) -> str | None:
+    """Why the private ``module.name`` cannot be used with the installed Ray, or None."""
     import ray
 
     if ray.__version__ not in CHECKED_RAY_VERSIONS:
         return f"Ray {ray.__version__} is not one it was checked against ({', '.join(CHECKED_RAY_VERSIONS)})"
+    try:
+        owner: Any = importlib.import_module(module)
+        for part in name.split("."):
+            owner = getattr(owner, part)
+    except (ImportError, AttributeError):
+        return f"Ray {ray.__version__} has no {module}.{name}"
     return None
 
 
 def reload_problem() -> str | None:
     """Why :func:`reload_ray_config` cannot reload with the installed Ray, or None when it can."""
-    problem = _version_problem()
-    if problem is not None:
-        return problem
-    import ray
-
-    try:
-        from ray._raylet import Config
-    except ImportError:
-        return f"Ray {ray.__version__} has no ray._raylet.Config"
-    if not callable(getattr(Config, "initialize", None)):
-        return f"Ray {ray.__version__} has no ray._raylet.Config.initialize"
-    return None
+    return _problem("ray._raylet", "Config.initialize")
 
 
 def loopback_problem() -> str | None:
     """Why :func:`local_ray_on_loopback` cannot keep Ray on loopback, or None when it can."""
-    problem = _version_problem()
-    if problem is not None:
-        return problem
-    import ray
-    from ray._private import ray_constants
-
-    if not isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool):
-        return f"Ray {ray.__version__} has no ray._private.ray_constants.ENABLE_RAY_CLUSTER"
-    return None
+    return _problem("ray._private.ray_constants", "ENABLE_RAY_CLUSTER")
 
 
 def adapter_problem() -> str | None:
