@@ -37,8 +37,8 @@ def _run(args, cwd, home, env=None, timeout=600):
 
 def _study_file(folder: Path, **fields) -> Path:
     data = {"name": "secure", "workload": "digits_mlp", "budget": {"trials": 3, "max_epochs": 2},
-            "concurrency": 2, "tracking_uri": f"sqlite:///{folder}/mlflow.db", "results_dir": str(folder / "ray"),
-            "search_space": "lr_only"}
+            "concurrency": 2, "storage": f"sqlite:///{folder}/optuna.db", "tracking_uri": f"sqlite:///{folder}/mlflow.db",
+            "results_dir": str(folder / "ray"), "search_space": "lr_only"}
     data.update(fields)
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -131,7 +131,7 @@ def test_a_local_study_listens_on_loopback_only_and_its_token_is_private(tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home)}
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS"):
         env.pop(name, None)
-    driver = subprocess.Popen(STEPSIZE + ["launch", str(study_file), "--quiet"], cwd=ROOT, env=env,
+    driver = subprocess.Popen(STEPSIZE + ["launch", str(study_file), "--quiet"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[str] = set()
     try:
