@@ -95,19 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_error(exc: Exception) -> int:
-    """One paragraph on standard error (a password in a URL shown as ``***``); the exit code."""
+    """One paragraph on standard error (a password in a URL shown as ``***``); the exit code: the
+    error's own (:mod:`orchestrator.errors`), 2 for other lookups of a name, else 1."""
     from orchestrator.credentials import redact_text
-    from orchestrator.errors import (
-        RayAuthError,
-        SpecError,
-        StudyBusyError,
-        StudyExistsError,
-        UsageError,
-    )
+    from orchestrator.errors import SpecError, StepsizeError
 
     if isinstance(exc, SpecError):
-        message, code = f"invalid study spec: {exc}", EXIT_USAGE
-    elif isinstance(exc, (StudyExistsError, StudyBusyError, UsageError, RayAuthError, LookupError)):
+        message, code = f"invalid study spec: {exc}", exc.exit_code
+    elif isinstance(exc, StepsizeError):
+        message, code = str(exc.args[0] if exc.args else exc), exc.exit_code
+    elif isinstance(exc, LookupError):
         message, code = str(exc.args[0] if exc.args else exc), EXIT_USAGE
     else:
         if os.environ.get(Env.DEBUG):

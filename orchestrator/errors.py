@@ -1,8 +1,10 @@
 """Every error stepsize raises, under one root: :class:`StepsizeError`.
 
-The errors a user can fix (a bad field, a missing study, a study that is busy) reach the terminal as
-one paragraph with exit code 2; see :func:`orchestrator.cli.main`. The mixed-in built-in bases
-(``ValueError``, ``LookupError``...) keep ``except`` clauses written for them working.
+Every one reaches the terminal as one paragraph (its message), with the exit code its class
+declares in ``exit_code``: 2 for input the user can fix (a bad field, a missing study, a study that
+is busy), 1 for a study that could not do its job (a service it needs cannot be reached, every trial
+failed, the objective was never reported); see :func:`orchestrator.cli.main`. The mixed-in built-in
+bases (``ValueError``, ``LookupError``...) keep ``except`` clauses written for them working.
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 
+EXIT_USAGE = 2  # input the user can fix
+EXIT_FAILED = 1  # the study could not do its job
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
+
+
 class StepsizeError(Exception):
-    """The root of every error stepsize raises."""
+    """The root of every error stepsize raises; ``exit_code`` is the command's exit status when
+    it reaches the terminal."""
+
+    exit_code: int = EXIT_FAILED
 
 
 # -- the study file ----------------------------------------------------------------------------
@@ -25,6 +35,8 @@ class SpecError(StepsizeError, ValueError):
     ``accepted`` what would be accepted; ``str()`` is one paragraph naming all three and, with
     ``hint``, how to fix it.
     """
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, field: str, value: Any, accepted: str, hint: str | None = None):
         self.field = field
@@ -50,12 +62,16 @@ class SpaceError(SpecError):
 class UsageError(StepsizeError, ValueError):
     """A command-line option is not accepted (the message names it and what would be)."""
 
+    exit_code = EXIT_USAGE
+
 
 # -- the Optuna study ----------------------------------------------------------------------------
 
 
 class StudyNotFoundError(StepsizeError, LookupError):
     """No study of that name is in the given Optuna storage."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, name: str, storage: str, known: list[str]):
         self.name = name
@@ -70,9 +86,13 @@ class StudyNotFoundError(StepsizeError, LookupError):
 class NoCompletedTrialError(StepsizeError, LookupError):
     """The study has no completed trial, so it has no best configuration yet."""
 
+    exit_code = EXIT_USAGE
+
 
 class StudyExistsError(StepsizeError, RuntimeError):
     """``launch`` was pointed at a study name that already has trials in the storage."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, name: str, storage: str, n_trials: int):
         self.name = name
@@ -86,6 +106,8 @@ class StudyExistsError(StepsizeError, RuntimeError):
 
 class StudyBusyError(StepsizeError, RuntimeError):
     """Another live process on this machine is running the study's driver."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, name: str, pid: int):
         super().__init__(
@@ -101,6 +123,13 @@ class StudyBusyError(StepsizeError, RuntimeError):
 class RayAuthError(StepsizeError, FileNotFoundError):
     """The token that Ray's authentication needs was pointed at but cannot be read."""
 
+    exit_code = EXIT_USAGE
+
+
+class ServiceUnreachable(StepsizeError, ConnectionError):
+    """A service the study needs (the Ray cluster, the Optuna storage, the tracking server) did not
+    answer; the message names the field or option that points at it and how to check it."""
+
 
 class ClusterError(StepsizeError, RuntimeError):
     """A local cluster could not be started, found or stopped; the message says what to do."""
@@ -112,6 +141,8 @@ class ClusterError(StepsizeError, RuntimeError):
 class TrialConfigError(StepsizeError, ValueError):
     """A trial's configuration holds a value the training building blocks cannot use (an unknown
     optimizer or schedule, a negative learning rate...). The message names the key."""
+
+    exit_code = EXIT_USAGE
 
 
 class TrialDiverged(StepsizeError):
@@ -142,9 +173,13 @@ class CheckpointError(StepsizeError, ValueError):
 class LRRangeError(StepsizeError, ValueError):
     """An argument of the LR range test is out of range (the message names it)."""
 
+    exit_code = EXIT_USAGE
+
 
 class LRRangeSetupMissing(StepsizeError, LookupError):
     """A user workload has no ``<function>_lr_range_setup`` to build the range test from."""
+
+    exit_code = EXIT_USAGE
 
 
 # -- the MLflow record --------------------------------------------------------------------------------
@@ -161,6 +196,8 @@ class TrackingRefused(StepsizeError, RuntimeError):
 
 class NoRecordError(StepsizeError, LookupError):
     """The study has no MLflow record yet (no run of it reached the tracking store)."""
+
+    exit_code = EXIT_USAGE
 
 
 class UIStartError(StepsizeError, RuntimeError):
