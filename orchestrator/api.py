@@ -6,6 +6,7 @@ import os
 from typing import Any, TextIO
 
 from orchestrator.errors import NoCompletedTrialError
+from orchestrator.keys import Config, Result
 from orchestrator.spec import DEFAULT_STORAGE, StudySpec, load_spec, with_overrides
 from orchestrator.study.storage import load_study
 from orchestrator.study.summary import StudySummary, summarize
@@ -65,16 +66,20 @@ def status(name: str, storage: str = DEFAULT_STORAGE) -> StudySummary:
 
 
 def best(name: str, storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
-    """The best trial: ``{study, trial, metric, mode, value, metrics, config}``.
+    """The best trial: ``{study, trial, metric, mode, value, metrics, config}``, and
+    ``lr_scaling`` when the study scaled the learning rate with the batch size.
 
-    ``config`` is the configuration to train with (sampled values plus the space's fixed ones).
+    ``config`` is the configuration to train with (sampled values plus the space's fixed ones);
+    with ``lr_scaling`` on, its ``learning_rate`` is the effective rate the trial trained at, and
+    ``lr_scaling`` gives the rule, the reference batch size and both rates.
     Raises :class:`~orchestrator.errors.NoCompletedTrialError` (a ``LookupError``) when no trial
     has completed yet.
     """
-    summary = status(name, storage)
+    study, spec = load_study(name, storage)
+    summary = summarize(study, spec)
     if summary.best_number is None:
         raise NoCompletedTrialError(f"study {name!r} has no completed trial yet ({summary.counts or 'no trials'})")
-    return {
+    result: dict[str, Any] = {
         "study": summary.name,
         "trial": summary.best_number,
         "metric": summary.metric,
@@ -83,3 +88,12 @@ def best(name: str, storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
         "metrics": summary.best_metrics,
         "config": summary.best_config,
     }
+    config = summary.best_config
+    if Config.BASE_LR in config and spec.lr_scaling.rule != "none":
+        result["lr_scaling"] = {
+            "rule": spec.lr_scaling.rule,
+            "reference_batch_size": spec.lr_scaling.reference_batch_size,
+            Config.BASE_LR: config[Config.BASE_LR],
+            Result.EFFECTIVE_LR: config["learning_rate"],
+        }
+    return result

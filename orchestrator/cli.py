@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
@@ -48,20 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("name", help="study name")
     status.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--errors", action="store_true", help="print each failed trial's whole error text")
 
     best = sub.add_parser("best", help="print the best configuration")
     best.add_argument("name", help="study name")
     best.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)")
     best.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format")
 
-    sub.add_parser("presets", help="list the search-space presets")
+    presets = sub.add_parser("presets", help="list the search-space presets, or show one")
+    presets.add_argument("name", nargs="?", help="a preset to show in full (as YAML to paste into a study file)")
 
     find = sub.add_parser("lr-find", help="run the LR range test on a study's workload and suggest an LR")
     find.add_argument("study", help="path of the study YAML file")
     find.add_argument("--batch-size", type=int, dest="batch_size", help="batch size (default: the study's)")
     find.add_argument("--min-lr", type=float, dest="min_lr", help="ramp start (default: the space's low LR)")
     find.add_argument("--max-lr", type=float, dest="max_lr", help="ramp end (default: 10x the space's high LR)")
-    find.add_argument("--num-steps", type=int, dest="num_steps", help="steps (default and at most: one epoch)")
+    find.add_argument("--num-steps", type=int, dest="num_steps",
+                      help="batches to ramp over, at least 3 (default: 100, or one epoch if longer; at most 3 epochs)")
     find.add_argument("--mode", choices=("exponential", "linear"), default="exponential", help="ramp shape")
     find.add_argument("--seed", type=int, help="seed (default: the study's)")
     find.add_argument("--plot", default="lr_range.png", help="where to save the loss-vs-LR plot (default %(default)s)")
@@ -100,6 +104,9 @@ def _report_error(exc: Exception) -> int:
     from orchestrator.credentials import redact_text
     from orchestrator.errors import SpecError, StepsizeError
 
+    summary = getattr(exc, "summary", None)
+    if summary is not None:
+        print(_summary_text(summary))
     if isinstance(exc, SpecError):
         message, code = f"invalid study spec: {exc}", exc.exit_code
     elif isinstance(exc, StepsizeError):
@@ -145,17 +152,28 @@ def _print_summary(summary: Any) -> int:
     import yaml
 
     print(_summary_text(summary))
+    if summary.failures:
+        print(_failures_text(summary, whole=False), file=sys.stderr)
     if summary.best_number is not None:
         print("best configuration:")
         print(yaml.safe_dump(summary.best_config, sort_keys=False).rstrip())
     return 0
 
 
+_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+_SHOWN_FAILURES = 10
+
+
 def _summary_text(summary: Any) -> str:
-    states = ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.counts.items()))
-    if summary.diverged:
-        states += f"; {summary.diverged} of them diverged"
-    text = f"study {summary.name}: {summary.total} trials ({states or 'none'})"
+    counts = dict(summary.counts)
+    interrupted = summary.interrupted
+    if interrupted:
+        counts.pop("RUNNING", None)
+    states = [f"{count} {_STATE_WORDS.get(state, state.lower())}" for state, count in sorted(counts.items())]
+    if interrupted:
+        states.append(f"{interrupted} interrupted, resumable")
+    text = f"study {summary.name}: {summary.total} trials ({', '.join(states) or 'none'}"
+    text += f"; {summary.diverged} of them diverged)" if summary.diverged else ")"
     if summary.best_number is not None:
         text += f"; best {summary.metric} {summary.best_value:.6g} at trial {summary.best_number}"
         extra = {k: v for k, v in summary.best_metrics.items() if k != summary.metric and k != "epoch"}
@@ -164,14 +182,34 @@ def _summary_text(summary: Any) -> str:
     return text
 
 
+def _failures_text(summary: Any, whole: bool) -> str:
+    """The failed trials, a line each (their whole error texts with ``whole``)."""
+    if not summary.failures:
+        return "no trial failed"
+    if whole:
+        return "\n\n".join(f"trial {f.number}:\n{f.text.rstrip()}" for f in summary.failures)
+    lines = [f"failed trials ({len(summary.failures)}; whole texts: stepsize status {summary.name} --errors):"]
+    lines += [f"  trial {f.number}: {f.error[:300]}" for f in summary.failures[:_SHOWN_FAILURES]]
+    if len(summary.failures) > _SHOWN_FAILURES:
+        lines.append(f"  ... and {len(summary.failures) - _SHOWN_FAILURES} more")
+    return "\n".join(lines)
+
+
 def _status(args: argparse.Namespace) -> int:
     from orchestrator.api import status
 
     summary = status(args.name, args.storage)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        data = summary.to_dict()
+        if args.errors:
+            data["failures"] = [{"trial": f.number, "error": f.error, "text": f.text} for f in summary.failures]
+        print(json.dumps(data, indent=2))
+    elif args.errors:
+        print(_failures_text(summary, whole=True))
     else:
         print(_summary_text(summary))
+        if summary.failures:
+            print(_failures_text(summary, whole=False))
     return 0
 
 
@@ -189,44 +227,72 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from orchestrator.lr_range.bounds import find_lr
+    from orchestrator.lr_range.bounds import check_lr_find_options, find_lr, lr_find_report
     from orchestrator.lr_range.plot import plot_lr_range
     from orchestrator.spec import load_spec
 
+    def progress(line: str) -> None:
+        print(f"stepsize: lr-find: {line} ...", file=sys.stderr, flush=True)
+
+    try:
+        check_lr_find_options(min_lr=args.min_lr, max_lr=args.max_lr, num_steps=args.num_steps, batch_size=args.batch_size)
+    except ValueError as exc:
+        print(f"stepsize: lr-find: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     spec = load_spec(args.study, seed=args.seed)
     try:
         result = find_lr(spec, batch_size=args.batch_size, min_lr=args.min_lr, max_lr=args.max_lr,
-                         num_steps=args.num_steps, mode=args.mode)
+                         num_steps=args.num_steps, mode=args.mode, progress=progress)
     except (ValueError, LookupError) as exc:
         print(f"stepsize: lr-find: {exc}", file=sys.stderr)
         return EXIT_USAGE
     plot = plot_lr_range(result, args.plot, title=f"LR range test: {spec.name}")
     if args.json:
         print(json.dumps({**result.to_dict(), "plot": plot}, indent=2))
-        return 0
-    steps = f"{result.num_steps} steps" + (f" of a {result.steps_per_epoch}-batch epoch" if result.steps_per_epoch else "")
-    print(f"ramp {result.min_lr:.3g} -> {result.max_lr:.3g} ({result.mode}), {steps}; {result.stop_reason}")
-    if result.suggested_lr is None:
-        print("no suggestion: " + "; ".join(result.notes))
-        return 1
-    low, high = result.bounds
-    print(f"suggested learning_rate: {result.suggested_lr:.4g}")
-    print(f"suggested search range: [{low:.4g}, {high:.4g}]" + ("" if result.confident else " (not confident)"))
-    for note in result.notes:
-        print(f"note: {note}")
-    print(f"plot: {plot}")
-    return 0
+    else:
+        print("\n".join(lr_find_report(result, plot)))
+    return 0 if result.suggested_lr is not None else 1
 
 
 def _presets(args: argparse.Namespace) -> int:
     import yaml
 
+    from orchestrator.errors import UsageError
     from search_spaces import available_presets, preset_mapping
 
-    for name in available_presets():
-        print(f"{name}:")
-        print("  " + yaml.safe_dump(preset_mapping(name), sort_keys=False).rstrip().replace("\n", "\n  "))
+    names = available_presets()
+    if args.name is not None:
+        if args.name not in names:
+            raise UsageError(f"no preset named {args.name!r}; presets: {', '.join(names)}. "
+                             "Run `stepsize presets` to list them with what each searches.")
+        print(f"# `search_space: {args.name}` in a study file searches this space")
+        print(yaml.safe_dump(preset_mapping(args.name), sort_keys=False).rstrip())
+        return 0
+    print("presets (use one with `search_space: NAME` in a study file; `stepsize presets NAME` shows it in full):")
+    width = max(len(name) for name in names)
+    for name in names:
+        print(f"  {name:<{width}}  {_preset_line(preset_mapping(name))}")
     return 0
+
+
+def _preset_line(space: dict, shown: int = 3) -> str:
+    """What a preset searches, in one line: its first parameters with their ranges or choices,
+    then the names of the rest."""
+    parts = []
+    for name, value in list(space.items())[:shown]:
+        if not isinstance(value, dict):
+            parts.append(f"{name}={value}")
+        elif "choices" in value:
+            parts.append(f"{name} in {{{', '.join(str(c) for c in value['choices'])}}}")
+        elif "low" in value and "high" in value:
+            scale = " log" if value.get("log") else ""
+            parts.append(f"{name} {value['low']:g}..{value['high']:g}{scale}")
+        else:
+            parts.append(name)
+    rest = list(space)[shown:]
+    if rest:
+        parts.append(f"+{len(rest)} more ({', '.join(rest[:5])}{', ...' if len(rest) > 5 else ''})")
+    return ", ".join(parts)
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -244,5 +310,24 @@ def _cluster(args: argparse.Namespace) -> int:
 _COMMANDS = {"launch": _launch, "resume": _resume, "status": _status, "best": _best, "presets": _presets, "lr-find": _lr_find, "ui": _ui,
              "cluster": _cluster}
 
+
+
+def run() -> None:
+    """The console script: :func:`main`, then a prompt exit. Every exit handler runs (Ray's own
+    shutdown stops a Ray this process started); the interpreter's slow teardown of Ray's, torch's
+    and MLflow's modules (seconds, after everything is written) is skipped."""
+    code: list[int] = []
+    atexit.register(_exit_now, code)  # registered before Ray's or MLflow's handlers: runs after them
+    code.append(main())
+    sys.exit(code[0])
+
+
+def _exit_now(code: list[int]) -> None:
+    if code:  # main returned (an argparse error exits the usual way)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code[0])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 EXIT_USAGE = 2  # input the user can fix
 EXIT_FAILED = 1  # the study could not do its job
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
@@ -165,6 +164,48 @@ class TrialContextError(StepsizeError, RuntimeError):
 class CheckpointError(StepsizeError, ValueError):
     """A trial's checkpoint cannot hold or give back what the workload registered with
     ``trial.restore(...)`` (the message names the object)."""
+
+
+class ObjectiveNotReported(StepsizeError, RuntimeError):
+    """A trial's report lacks the objective metric: the study file and the workload disagree on its
+    name. The study stops at the first such report (its trials are recorded as failed)."""
+
+    def __init__(self, metric: str, number: int, epoch: int, reported: list[str], study: str,
+                 given: str | None = None):
+        self.metric, self.number, self.epoch, self.reported, self.study = metric, number, epoch, reported, study
+        self.given = given
+        keys = ", ".join(reported) if reported else "no number at all"
+        what = "without it" if given is None else f"with {metric}={given}, which is not a number"
+        super().__init__(
+            f"`objective.metric` is {metric!r}, but trial {number} reported epoch {epoch} {what}; the numbers it "
+            f"reported: {keys}. Set `objective.metric` to the name the workload reports (and `objective.mode`: min "
+            f"for a loss, max for an accuracy), or report it from the workload as a number with "
+            f"trial.report({metric}=...). The study stopped at that first report; its trials are recorded as "
+            f"failed in study {study!r}, so launch the fixed study file with --new (or another `name`)."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.metric, self.number, self.epoch, self.reported, self.study, self.given))
+
+
+class StudyFailed(StepsizeError, RuntimeError):
+    """The study ran but has no best configuration: every trial failed, or none completed.
+    ``summary`` is where the study stands."""
+
+    def __init__(self, message: str, summary: Any = None):
+        self.summary = summary
+        super().__init__(message)
+
+
+class StudyInterrupted(StepsizeError, RuntimeError):
+    """The user stopped the study (Ctrl-C); trials that were running stay resumable. ``summary``
+    is where the study stands."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, summary: Any = None):
+        self.summary = summary
+        super().__init__(message)
 
 
 # -- the LR range test -----------------------------------------------------------------------------

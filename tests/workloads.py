@@ -77,3 +77,37 @@ def raises_in_epoch_two(config: dict, trial: TrialContext) -> None:
         attempts.write("1\n")
     trial.report(val_loss=1.0, train_loss=1.0)
     raise RuntimeError(f"bad batch in trial {trial.number}")
+
+
+def takes_one_argument(config: dict) -> None:
+    """The common first mistake: a workload without the trial argument."""
+
+
+def reports_val_accuracy(config: dict, trial: TrialContext) -> None:
+    """Reports ``val_accuracy`` (a study asking for ``val_acc`` never gets it)."""
+    for _ in range(trial.max_epochs):
+        trial.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5)
+
+
+def raises_above_lr(config: dict, trial: TrialContext) -> None:
+    """Raises a ValueError naming the learning rate when it is above ``options["max_lr"]``."""
+    import math
+
+    for epoch in range(1, trial.max_epochs + 1):
+        if config["learning_rate"] > trial.options["max_lr"]:
+            raise ValueError(f"learning rate {config['learning_rate']:.3g} is too high for this model")
+        trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch, train_loss=1.0 / epoch)
+
+
+def sleeps_each_epoch(config: dict, trial: TrialContext) -> None:
+    """Each epoch sleeps ``options["epoch_s"]`` seconds, registers a checkpoint and reports."""
+    import math
+    import time
+
+    import torch
+
+    model = torch.nn.Linear(1, 1)
+    start = trial.restore(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=config["learning_rate"]))
+    for epoch in range(start + 1, trial.max_epochs + 1):
+        time.sleep(trial.options.get("epoch_s", 1.0))
+        trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch, train_loss=1.0 / epoch)

@@ -109,3 +109,50 @@ def local_ray_on_loopback() -> Iterator[bool]:
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
         os.environ.pop(LOOPBACK_ENV, None)
+
+
+#: What :func:`probe_ray` calls: one cheap request of Ray's own gRPC protocol (an empty request
+#: message), the GCS's for ``HOST:PORT`` and the Ray Client server's for ``ray://HOST:PORT``.
+GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+CLIENT_PROBE = "/ray.rpc.RayletDriver/ClusterInfo"
+
+
+def probe_ray(host: str, port: int, client: bool, token: str | None, timeout: float) -> str:
+    """Ask the Ray server at ``host:port`` one request, with ``token`` when given, before
+    ``ray.init`` does (which retries for minutes and prints only its C++ log lines). Returns
+    ``"ok"``, ``"unauthenticated"`` (it wants a token, or another one), ``"not-ray"`` (it answers
+    but not as that Ray server) or ``"unchecked"`` (grpcio missing, or an unchecked Ray version)."""
+    try:
+        import grpc
+    except ImportError:
+        return "unchecked"
+    if _problem("ray", "__version__") is not None:
+        return "unchecked"
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        call = channel.unary_unary(CLIENT_PROBE if client else GCS_PROBE)
+        try:
+            call(b"", timeout=timeout, metadata=metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                return "unauthenticated"
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED):
+                return "not-ray"  # no gRPC answer, or a gRPC server without that method
+            # Any other answer comes from that Ray server's method (the Ray Client server wants
+            # its session's metadata on every request, which a probe does not have).
+    return "ok"
+
+
+def auto_address() -> str | None:
+    """The cluster ``ray.init(address="auto")`` would join (``RAY_ADDRESS``, else the latest
+    ``ray start`` on this machine, else a GCS running here), or None when there is none; ``"auto"``
+    itself when the installed Ray was not checked (Ray then looks for it as usual)."""
+    if _problem("ray._private.services", "canonicalize_bootstrap_address") is not None:
+        return "auto"
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except ConnectionError:
+        return None

@@ -8,14 +8,15 @@ bounds narrow the declared ``learning_rate`` range before the search starts.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import math
+from typing import Any, Callable
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from orchestrator.credentials import for_storing
-from orchestrator.errors import SpecError
+from orchestrator.errors import LRRangeError, SpecError
 from orchestrator.keys import StudyAttr
-from orchestrator.lr_range.result import LRRangeResult
+from orchestrator.lr_range.result import LRRangeResult, epochs_of
 from orchestrator.lr_range.workload import run_lr_range_for_workload
 from orchestrator.spec import StudySpec
 from search_spaces import Param, SearchSpace
@@ -70,23 +71,83 @@ def find_lr(
     max_lr: float | None = None,
     num_steps: int | None = None,
     mode: str = "exponential",
+    progress: Callable[[str], None] | None = None,
 ) -> LRRangeResult:
-    """Run the range test for ``spec`` in this process (at most one epoch of steps).
+    """Run the range test for ``spec`` in this process (by default 100 steps, at most 3 epochs).
 
     The ramp starts at the declared range's low end and ends at 10x its high end, capped at 10
     unless the range itself reaches further (1e-7 to 10 when the space has no learning rate), so
-    the divergence edge is in view without spreading one epoch's steps too thin.
+    the divergence edge is in view without spreading the steps too thin. A suggestion outside the
+    declared range gets a note naming ``search_space.learning_rate``.
     """
     import torch
 
+    check_lr_find_options(min_lr=min_lr, max_lr=max_lr, num_steps=num_steps, batch_size=batch_size)
     declared = declared_lr_range(spec)
     low = min_lr if min_lr is not None else (declared[0] if declared else 1e-7)
     high = max_lr if max_lr is not None else (max(declared[1], min(declared[1] * 10, 10.0)) if declared else 10.0)
+    if low >= high and min_lr is not None:
+        raise LRRangeError(
+            f"--min-lr {low:g} is not below the ramp's end {high:g} (the default --max-lr: 10x the study's highest "
+            "learning_rate, at most 10); the ramp climbs from --min-lr up to --max-lr: pass a --max-lr above it"
+        )
+    if low >= high:
+        raise LRRangeError(
+            f"--max-lr {high:g} is not above the ramp's start {low:g} (the default --min-lr: the study's lowest "
+            "learning_rate); the ramp climbs from --min-lr up to --max-lr: pass a --min-lr below it"
+        )
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
-    return run_lr_range_for_workload(
+    result = run_lr_range_for_workload(
         spec.workload, range_test_config(spec, batch_size), spec.workload_options, spec.seed,
-        min_lr=low, max_lr=high, num_steps=num_steps, mode=mode,
+        min_lr=low, max_lr=high, num_steps=num_steps, mode=mode, progress=progress,
     )
+    suggested = result.suggested_lr
+    if declared is not None and suggested is not None and not declared[0] <= suggested <= declared[1]:
+        side, value = ("low", result.bounds[0]) if suggested < declared[0] else ("high", result.bounds[1])
+        result.notes.append(
+            f"the suggested learning_rate {suggested:.3g} is outside the study's search range "
+            f"search_space.learning_rate [{declared[0]:.3g}, {declared[1]:.3g}]: set its {side} to {value:.3g} "
+            "in the study file to search around it"
+            + (", or leave out --min-lr / --max-lr to ramp over the study's range" if min_lr or max_lr else "")
+        )
+    return result
+
+
+def check_lr_find_options(
+    *, min_lr: float | None = None, max_lr: float | None = None, num_steps: int | None = None,
+    batch_size: int | None = None,
+) -> None:
+    """Raise :class:`LRRangeError` naming the ``lr-find`` option that is out of range."""
+    for option, value in (("--min-lr", min_lr), ("--max-lr", max_lr)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise LRRangeError(f"{option} is {value:g}; expected a learning rate above 0, such as 1e-4")
+    if min_lr is not None and max_lr is not None and min_lr >= max_lr:
+        raise LRRangeError(
+            f"--min-lr {min_lr:g} is not below --max-lr {max_lr:g}; the ramp climbs from --min-lr up to --max-lr"
+        )
+    if num_steps is not None and num_steps < 3:
+        raise LRRangeError(
+            f"--num-steps is {num_steps}; expected at least 3 batches (2 updates and a last measurement), "
+            "or leave it out for the default: 100 steps, over up to 3 epochs of the training data"
+        )
+    if batch_size is not None and batch_size < 1:
+        raise LRRangeError(f"--batch-size is {batch_size}; expected at least 1")
+
+
+def lr_find_report(result: LRRangeResult, plot: str | None) -> list[str]:
+    """The lines ``stepsize lr-find`` prints: the run, the suggestion, its confidence, the notes."""
+    stop = result.stop_reason
+    lines = [f"ramp {result.min_lr:.3g} -> {result.max_lr:.3g} ({result.mode}), {result.num_steps} steps "
+             f"({epochs_of(result.num_steps, result.steps_per_epoch)}); {stop}"]
+    if result.suggested_lr is None:
+        return [*lines, "no suggestion: " + "; ".join(result.notes)]
+    low, high = result.bounds
+    lines.append(f"suggested learning_rate: {result.suggested_lr:.4g}")
+    lines.append(f"suggested search range: [{low:.4g}, {high:.4g}]" + ("" if result.confident else " (not confident)"))
+    yes_no = "yes" if result.confident else "no"
+    lines.append(f"confident: {yes_no} ({result.confidence_reason})")
+    lines += [f"note: {note}" for note in result.notes]
+    return [*lines, f"plot: {plot}"] if plot else lines
 
 
 def narrowed_spec(spec: StudySpec, result: LRRangeResult) -> tuple[StudySpec, dict[str, Any]]:

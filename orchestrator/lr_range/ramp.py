@@ -1,6 +1,7 @@
 """The learning-rate range test ("LR finder", L. N. Smith 2017; fastai's ``lr_find``).
 
-Train a throwaway model for at most one epoch while the learning rate climbs from ``min_lr`` to
+Train a throwaway model for ``DEFAULT_STEPS`` steps (a longer epoch whole; a shorter one
+re-iterated, up to ``MAX_EPOCHS`` epochs) while the learning rate climbs from ``min_lr`` to
 ``max_lr``, record the loss after each step, stop when the loss diverges, and read off an LR where
 the loss was still falling fast, well below the LR that broke the training (:func:`suggest`).
 The result suggests a learning rate and a narrower range to search it in.
@@ -28,17 +29,22 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from orchestrator.errors import LRRangeError
-from orchestrator.lr_range.result import LRRangeResult
+from orchestrator.lr_range.result import LRRangeResult, epochs_of
 from orchestrator.lr_range.suggest import suggest
 from orchestrator.training.optimizers import build_optimizer
 
 MODES = ("exponential", "linear")
+#: The ramp's default length in steps (fastai's; Smith ran it over a few epochs). An epoch with
+#: more batches is used whole.
+DEFAULT_STEPS = 100
+#: The ramp re-iterates the batches for at most this many epochs (the default and the cap).
+MAX_EPOCHS = 3
 
 OptimizerSpec = torch.optim.Optimizer | Mapping[str, Any] | Callable[[nn.Module], torch.optim.Optimizer] | None
 StepFn = Callable[[nn.Module, Callable[..., Any], Any, torch.optim.Optimizer], Any]
@@ -72,6 +78,7 @@ def lr_range_test(
     divergence_threshold: float | None = 4.0,
     step_fn: StepFn | None = None,
     device: str | torch.device | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> LRRangeResult:
     """Run the LR range test on ``model`` (which it trains: pass a fresh model or a copy).
 
@@ -79,15 +86,15 @@ def lr_range_test(
         model: the network; put in train mode and trained in place.
         loss_fn: ``loss_fn(model(inputs), targets)`` gives the batch loss.
         batches: one epoch of batches, each ``(inputs, targets)`` (a list, a DataLoader...). It is
-            iterated once; the test never takes more batches than one pass gives.
+            iterated again when the ramp needs more steps, at most ``MAX_EPOCHS`` times.
         optimizer: an optimizer over ``model``'s parameters; or a configuration mapping for
             :func:`orchestrator.build_optimizer` (``momentum``, ``nesterov``, ``weight_decay``;
             its ``learning_rate`` is ignored); or a factory ``f(model) -> Optimizer``. None: SGD
             with momentum 0.9. Every parameter group follows the ramp.
         min_lr, max_lr: the first and last LR of the ramp (0 < min_lr < max_lr).
         num_steps: batches to use (forward passes; the ramp has ``num_steps - 1`` updates).
-            Defaults to, and is capped at, the number of batches in one epoch; required when
-            ``batches`` has no length. At least 3.
+            Default: one epoch, or ``DEFAULT_STEPS`` when one epoch is shorter, but at most
+            ``MAX_EPOCHS`` epochs (also the cap). Required when ``batches`` has no length. At least 3.
         mode: ``exponential`` (evenly spaced in log-LR, the usual choice) or ``linear``.
         smoothing: beta of the online exponential moving average of the loss, bias-corrected
             (0 <= smoothing < 1; 0 is no smoothing).
@@ -99,6 +106,8 @@ def lr_range_test(
             param groups; on the last batch it is 0 (that update is never measured). Default: the
             plain step, with the last batch only evaluated.
         device: move the model and each batch's tensors there (default: where the model is).
+        progress: called once with a line saying what the test ramps, over how many steps and
+            epochs, before the first step.
 
     Returns:
         An :class:`LRRangeResult` with the curve, the suggested LR and search bounds.
@@ -133,15 +142,20 @@ def lr_range_test(
     elif steps_per_epoch is None:
         raise LRRangeError("batches has no length; pass num_steps (at most the batches in one epoch)")
     if steps_per_epoch is not None:
-        if steps_per_epoch < 3:
+        available = MAX_EPOCHS * steps_per_epoch
+        if available < 3:
             raise LRRangeError(
-                f"one epoch has {steps_per_epoch} batch(es); the range test needs at least 3 (use a smaller batch size)"
+                f"one epoch has {steps_per_epoch} batch(es); the range test needs at least 3 steps over "
+                f"{MAX_EPOCHS} epochs (use a smaller batch size)"
             )
-        if num_steps is not None and num_steps > steps_per_epoch:
-            notes.append(f"num_steps {num_steps} capped at one epoch ({steps_per_epoch} batches)")
-        planned = steps_per_epoch if num_steps is None else min(num_steps, steps_per_epoch)
+        if num_steps is not None and num_steps > available:
+            notes.append(f"num_steps {num_steps} capped at {MAX_EPOCHS} epochs ({available} batches)")
+        wanted = max(DEFAULT_STEPS, steps_per_epoch) if num_steps is None else num_steps
+        planned = min(wanted, available)
     else:
         planned = int(num_steps)  # type: ignore[arg-type]
+    if progress is not None:
+        progress(_plan_line(min_lr, max_lr, mode, planned, steps_per_epoch))
 
     if device is not None:
         model.to(device)
@@ -159,7 +173,7 @@ def lr_range_test(
     diverged = False
     stop_reason = "completed the ramp"
     consumed = 0
-    for index, batch in enumerate(batches):
+    for index, batch in enumerate(_epochs(batches, MAX_EPOCHS)):
         if index >= planned:
             break
         batch = _to_device(batch, target_device)
@@ -227,6 +241,22 @@ def lr_range_test(
     suggest(result)
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def _plan_line(min_lr: float, max_lr: float, mode: str, planned: int, steps_per_epoch: int | None) -> str:
+    return (f"ramping the learning rate {min_lr:.3g} -> {max_lr:.3g} ({mode}) over {planned} steps, "
+            f"{epochs_of(planned, steps_per_epoch)}")
+
+
+def _epochs(batches: Iterable[Any], epochs: int) -> Iterator[Any]:
+    """The batches, iterated up to ``epochs`` times (an iterator ends after its one pass)."""
+    for _ in range(epochs):
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            return
 
 
 def _default_step(model: nn.Module, loss_fn: Callable[..., Any], batch: Any, opt: torch.optim.Optimizer) -> float:

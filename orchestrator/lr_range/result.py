@@ -22,7 +22,7 @@ class LRRangeResult:
         initial_loss: the loss of the first batch, before any update.
 
     Run:
-        num_steps: batches consumed (forward passes); never more than one epoch.
+        num_steps: batches consumed (forward passes); at most ``MAX_EPOCHS`` (3) epochs.
         steps_per_epoch: batches in one epoch (None when ``batches`` has no length).
         planned_steps: the batches the ramp was laid out over.
         diverged / stop_reason: whether the test stopped early because the loss diverged (NaN/inf,
@@ -40,8 +40,9 @@ class LRRangeResult:
         suggested_lr: the lower of ``steep`` and ``minimum`` (None with fewer than 3 points
             before the edge).
         bounds: (low, high), a narrower range to search the LR in (None with no suggestion).
-        confident: True when the curve showed both a descent clearly above the noise and the
-            edge; only then should ``bounds`` replace a study's declared LR range.
+        confident: True when a ramp of enough steps showed both a descent clearly above the noise
+            and the edge; only then should ``bounds`` replace a study's declared LR range.
+        confidence_reason: why the suggestion is (not) confident, in a few words.
         notes: what to look at (weak descent, no edge, coarse ramp, capped steps...).
         context: where the test ran (workload, seed, configuration), for the record.
     """
@@ -70,12 +71,13 @@ class LRRangeResult:
     loss_noise: float = 0.0
     edge_index: int | None = None
     confident: bool = False
+    confidence_reason: str = ""
     notes: list[str] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fraction_of_epoch(self) -> float | None:
-        """Batches consumed as a fraction of one epoch (None when the epoch length is unknown)."""
+        """Batches consumed in epochs, up to 3 (None when the epoch length is unknown)."""
         return None if not self.steps_per_epoch else self.num_steps / self.steps_per_epoch
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +99,14 @@ class LRRangeResult:
         if values.get("initial_loss") is None:
             values["initial_loss"] = math.nan
         return cls(**values)
+
+
+def epochs_of(steps: int, steps_per_epoch: int | None) -> str:
+    """``2.2 epochs of 45 batches``: what ``steps`` batches are, in epochs."""
+    if not steps_per_epoch:
+        return "batches of unknown number per epoch"
+    epochs = steps / steps_per_epoch
+    return f"{epochs:.2g} epoch{'' if epochs == 1 else 's'} of {steps_per_epoch} batches"
 
 
 def json_safe(value: Any) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from orchestrator.lr_range.result import LRRangeResult
+from orchestrator.lr_range.result import LRRangeResult, epochs_of
 
 #: The suggestion ignores this fraction of the recorded points at the start of the curve (where
 #: momentum is still building up and a first-batch spike would look like a steep descent).
@@ -32,6 +32,8 @@ RISE_RELATIVE = 0.005
 WEAK_DESCENT = 0.01
 #: A ramp whose consecutive LRs differ by more than this factor gets a note that it is coarse.
 COARSE_STEP = 2.0
+#: A ramp laid out over fewer steps than this is too coarse to trust: never confident.
+MIN_STEPS = 30
 
 
 def suggest(result: LRRangeResult) -> LRRangeResult:
@@ -57,8 +59,12 @@ def suggest(result: LRRangeResult) -> LRRangeResult:
        falling fast, and at least ten times below the LR that gave the lowest loss.
        (``valley``, fastai's rule, is reported for comparison but not used: on a noisy plateau
        its longest decreasing run starts anywhere on the plateau.)
+       It is never below the ramp's first LR: when it would be (the loss was lowest within a
+       decade of ``min_lr``), it is that LR, with a note, and not confident.
     7. ``bounds``: from ``suggested / 10`` up to ``min_loss_lr``, kept within 3x to 10x the
-       suggestion and below the edge.
+       suggestion, below the edge, and within the LRs the ramp ran.
+    8. ``confident`` needs a ramp of at least ``MIN_STEPS`` steps, a clear descent, the edge, and
+       no clipping; ``confidence_reason`` says why not.
     """
     notes = [n for n in result.notes if not n.startswith("suggestion:")]
     finite = 0
@@ -82,10 +88,10 @@ def suggest(result: LRRangeResult) -> LRRangeResult:
     result.min_loss_lr = result.suggested_lr = None
     result.bounds = None
     result.confident = False
+    result.confidence_reason = "no suggestion"
     if count < 3:
-        notes.append(
-            f"suggestion: none, only {count} point(s) before the loss diverged; lower min_lr, or use more batches"
-        )
+        where = "before the loss diverged; lower min_lr" if edge is not None or result.diverged else "on the curve"
+        notes.append(f"suggestion: none, only {count} point(s) {where}, or use more batches")
         result.notes = notes
         return result
     curve = result.analysis_losses
@@ -108,11 +114,27 @@ def suggest(result: LRRangeResult) -> LRRangeResult:
             estimates["valley"] = lrs[first + (last - first) // 2]
     result.estimates = estimates
     suggested = min(v for k, v in estimates.items() if v is not None and k != "valley")
+    reasons = []
+    if result.planned_steps < MIN_STEPS:
+        notes.append(
+            f"suggestion: not confident, the ramp had only {result.planned_steps} steps ({epochs_of(result.planned_steps, result.steps_per_epoch)}); a curve "
+            f"of under {MIN_STEPS} steps is too coarse to trust: a smaller batch size gives more steps per epoch"
+        )
+        reasons.append(f"only {result.planned_steps} steps, under {MIN_STEPS}")
+    ramp_low, ramp_high = result.lrs[0], result.lrs[-1]
+    if suggested < ramp_low:
+        notes.append(
+            f"suggestion: clipped to the ramp's first LR {ramp_low:.3g}: the loss was lowest at {lrs[i_min]:.3g}, "
+            f"within a decade of it, so the rule's {suggested:.3g} lies below the ramp; lower min_lr (--min-lr) "
+            "to see the descent"
+        )
+        reasons.append("the loss was lowest at the ramp's start")
+        suggested = ramp_low
     result.suggested_lr = suggested
-    high = min(max(lrs[i_min], HIGH_MIN_FACTOR * suggested), HIGH_MAX_FACTOR * suggested)
+    high = min(max(lrs[i_min], HIGH_MIN_FACTOR * suggested), HIGH_MAX_FACTOR * suggested, ramp_high)
     if result.divergence_lr is not None:
         high = min(high, result.divergence_lr)
-    low = max(suggested / LOW_FACTOR, min(result.lrs[0], suggested))
+    low = max(suggested / LOW_FACTOR, ramp_low)
     result.bounds = (low, max(high, suggested))
 
     descent = curve[start] - curve[i_min]
@@ -125,9 +147,11 @@ def suggest(result: LRRangeResult) -> LRRangeResult:
             f"({max(descent, 0.0) / abs(curve[start] or 1):.1%}) before its minimum, about the batch-to-batch noise "
             f"({noise:.2g}); the ramp may be too short or its range too low"
         )
-    weak = any(n.startswith("suggestion: weak") for n in notes)
+    if any(n.startswith("suggestion: weak") for n in notes):
+        reasons.append("the loss barely fell before its minimum")
     if edge is None and not result.diverged:
         notes.append("suggestion: the loss never rose for good; raise max_lr to see where training breaks")
+        reasons.append("the loss never rose for good: raise max_lr")
     if len(result.lrs) > 1:
         step = (result.lrs[1] / result.lrs[0]) if result.mode == "exponential" else None
         if step is not None and step > COARSE_STEP:
@@ -136,7 +160,8 @@ def suggest(result: LRRangeResult) -> LRRangeResult:
                 f"{math.log10(result.max_lr / result.min_lr):.2g} decades); a narrower [min_lr, max_lr], such as the "
                 "study's LR search range, gives a finer ramp"
             )
-    result.confident = not weak and (edge is not None or result.diverged)
+    result.confident = not reasons
+    result.confidence_reason = "; ".join(reasons) or "a clear descent, then the loss rose for good"
     result.notes = notes
     return result
 

@@ -39,6 +39,33 @@ def slots(nodes: list[Mapping[str, float]], bundle: Mapping[str, float], bundles
     return max(1, fit // max(1, bundles_per_trial))
 
 
+def nodes_resources() -> list[dict[str, float]]:
+    """The resources of each alive node of the connected Ray cluster."""
+    import ray
+
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def unfit_resources(spec: Any, nodes: list[Mapping[str, float]]) -> str | None:
+    """Why no node in ``nodes`` can hold one trial of ``spec`` (the field, what it asks and what the
+    largest node has), or None when one can."""
+    bundle, count = trial_bundles(spec.resources.cpus, spec.resources.gpu, spec.resources.workers)
+    needs = {key: need for key, need in bundle.items() if need > 0}
+    fit = sum(min(math.floor(node.get(key, 0) / need + _EPS) for key, need in needs.items()) for node in nodes)
+    if not needs or fit >= count:
+        return None
+    short = [key for key, need in needs.items() if not any(node.get(key, 0) + _EPS >= need for node in nodes)]
+    key = (short or list(needs))[0]
+    field = {"CPU": "resources.cpus", "GPU": "resources.gpu"}[key]
+    total = bundle[key] * count
+    unit = key if total == 1 else key + "s"
+    if count == 1:
+        most = max((node.get(key, 0) for node in nodes), default=0)
+        return f"`{field}` asks {total:g} {unit} per trial, but the largest Ray node has {most:g}"
+    return (f"`{field}` asks {total:g} {unit} for {count} workers ({bundle[key]:g} each), but the Ray cluster "
+            f"holds only {fit} such workers")
+
+
 def cluster_slots(bundle: Mapping[str, float], bundles_per_trial: int = 1) -> int:
     """Trials that the alive nodes of the connected Ray cluster hold."""
     import ray

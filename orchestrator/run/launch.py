@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from orchestrator.credentials import check_variables, for_storing, has_password
-from orchestrator.errors import SpecError
-from orchestrator.keys import Result
+from orchestrator.errors import SpecError, StudyFailed, StudyInterrupted
 from orchestrator.run.ray_session import apply_tune_settings, ensure_ray
 from orchestrator.spec import StudySpec, with_overrides
 from orchestrator.study.driver_lock import claim_driver, release_driver
@@ -92,7 +91,7 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
     )
     from orchestrator.study.samplers import grid_size
 
-    ensure_ray(spec.address, console.verbose)
+    _start_ray(spec, console)
     lr_record = None
     if spec.lr_bounds == "auto":
         spec, lr_record = auto_lr_bounds(spec)
@@ -132,8 +131,35 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
         console.note(f"study {name!r} has reached its budget of {spec.budget.trials} trials; "
                      f"pass --trials N (above {plan.finished}) to extend it")
         return RunOutcome(summarize(study, spec))
-    ensure_ray(spec.address, console.verbose)
+    _start_ray(spec, console)
     return run_study(study, spec, plan.new_trials, console, plan=plan)
+
+
+def _start_ray(spec: StudySpec, console: Console) -> None:
+    """Join or start Ray, saying so first (it can take a while) and how long it took."""
+    began = time.monotonic()
+    where = f"joining the Ray cluster at {spec.address}" if spec.address else "starting Ray on this machine"
+    console.note(f"study {spec.name}: {where}...")
+    ensure_ray(spec.address, console.verbose)
+    console.note(f"study {spec.name}: Ray ready in {time.monotonic() - began:.1f} s")
+    _check_trial_fits(spec, console)
+
+
+def _check_trial_fits(spec: StudySpec, console: Console) -> None:
+    """A trial no node can hold would wait for ever: refused on a Ray started for the study;
+    on a cluster (where such a node may join) said plainly before the trials wait."""
+    from orchestrator.run.concurrency import nodes_resources, unfit_resources
+
+    why = unfit_resources(spec, nodes_resources())
+    if why is None:
+        return
+    if spec.address is None:
+        raise SpecError("resources", {"cpus": spec.resources.cpus, "gpu": spec.resources.gpu,
+                                      "workers": spec.resources.workers},
+                        "what one node of the Ray cluster can hold",
+                        f"{why} (Ray on this machine), so no trial could ever start. Lower it, or run "
+                        "on a cluster that has such nodes (--address).")
+    console.note(f"warning: {why}; trials wait until a node that holds one joins the cluster at {spec.address}")
 
 
 def _refuse_unset_references(spec: StudySpec) -> None:
@@ -150,12 +176,12 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     Tune callbacks (after stepsize's own); ``stopper`` a Ray Tune stopper that may end trials or the
     run sooner than the epoch budget, which always applies. Releases the study at the end."""
     from ray import tune
-    from ray.tune.stopper import CombinedStopper, FunctionStopper
 
     from orchestrator.run.concurrency import elastic_limiter
-    from orchestrator.run.progress import ProgressView
+    from orchestrator.run.progress import ProgressView, TrialErrorLog
     from orchestrator.run.schedulers import build_trial_scheduler, seed_scheduler
     from orchestrator.run.searcher import FailureRelay, OptunaStudySearcher
+    from orchestrator.run.stopping import StudyStopper, interruptible
     from orchestrator.tracking import start_recording
     from orchestrator.trial.trainable import make_trainable
 
@@ -164,19 +190,19 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     scheduler = build_trial_scheduler(spec)
     if plan is not None:
         seed_scheduler(scheduler, plan.curves)
+    console.note(f"study {spec.name}: recording to MLflow")
     # MLflow: the parent run now, a child run per trial, each ended with the state the searcher told.
     recorder = start_recording(study, spec, status_of=lambda number: told_status(searcher, number))
     if plan is not None:
         recorder.backfill_objective(study, spec.objective.metric)
+    view = None if console.quiet else ProgressView(searcher.progress, spec.objective.metric, console.out)
+    show = view.show if view is not None else (lambda text: print(text, file=console.out, flush=True))
+    errors = TrialErrorLog(spec.name, show)
+    searcher.on_failure = errors  # the first trial with each distinct error is shown as it happens
     # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
     own: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
-    if not console.quiet:
-        own.append(ProgressView(searcher.progress, spec.objective.metric, console.out))
-    max_epochs = spec.budget.max_epochs
-    stop: Any = {Result.EPOCH: max_epochs}
-    if stopper is not None:
-        stop = CombinedStopper(FunctionStopper(lambda trial_id, result: result.get(Result.EPOCH, 0) >= max_epochs),
-                               stopper)
+    if view is not None:
+        own.append(view)
     tuner = tune.Tuner(
         make_trainable(spec),
         tune_config=tune.TuneConfig(
@@ -190,29 +216,76 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=results_path(spec.results_dir),
-            stop=stop,
+            stop=StudyStopper(searcher, spec.budget.max_epochs, stopper),
             callbacks=[*own, *callbacks],
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
+    console.note(f"study {spec.name}: starting {new_trials + len(tickets)} trials"
+                 + (f" ({len(tickets)} resumed)" if tickets else ""))
+    if view is not None:
+        view.start()
     started = time.monotonic()
     left_running = 0
-    try:
-        tuner.fit()
-    finally:
-        limit = spec.budget.time_limit_s
-        timed_out = limit is not None and time.monotonic() - started >= limit * 0.95
-        left_running = searcher.end_live_trials(interrupted=not timed_out)
-        recorder.finish(study, spec)
-        release_driver(study)
-    if left_running:
-        storage = shlex.quote(for_storing(spec.storage))  # works with ~/.pgpass or PGPASSWORD
-        login = " (with the password in ~/.pgpass or PGPASSWORD)" if has_password(spec.storage) else ""
-        console.note(f"stopped with {left_running} trials unfinished; continue the study with: "
-                     f"stepsize resume {spec.name} --storage {storage}{login}")
-    return RunOutcome(summarize(study, spec), searcher.progress, left_running)
+    with interruptible(searcher, show):
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C: end now, keeping what was told
+            searcher.interrupted = True
+        finally:
+            if view is not None:
+                view.close()
+            limit = spec.budget.time_limit_s
+            timed_out = limit is not None and time.monotonic() - started >= limit * 0.95
+            interrupted = searcher.interrupted or not timed_out and searcher.contract_error is None
+            left_running = searcher.end_live_trials(interrupted=interrupted)
+            status = "KILLED" if searcher.interrupted else "FAILED" if searcher.contract_error else None
+            try:
+                recorder.finish(study, spec, status=status)
+            finally:
+                release_driver(study)
+    outcome = RunOutcome(summarize(study, spec), searcher.progress, left_running)
+    return _judge(outcome, spec, searcher, errors)
+
+
+def _judge(outcome: RunOutcome, spec: StudySpec, searcher: "OptunaStudySearcher", errors: Any) -> RunOutcome:
+    """The run's outcome, or the error that says why the study could not do its job: it was
+    interrupted (resumable), the objective was never reported, or no trial completed."""
+    summary = outcome.summary
+    if searcher.contract_error is not None:
+        raise searcher.contract_error
+    if searcher.interrupted or outcome.left_running:
+        raise StudyInterrupted(
+            f"study {spec.name} interrupted: {summary.finished} trials finished, {outcome.left_running} left unfinished"
+            f" (they stay resumable, from their last checkpoint). Continue it with: {resume_command(spec)}",
+            summary)
+    if summary.best_number is None and summary.total:
+        failed = summary.counts.get("FAIL", 0)
+        if failed == summary.total:
+            first = "; ".join(f"{line} ({count}x)" for line, count in list(errors.distinct.items())[:3])
+            raise StudyFailed(
+                f"study {spec.name}: every trial failed ({failed} of {failed}), so it has no best configuration. "
+                f"Errors: {first or 'see below'}. Fix the workload (full text of each: stepsize status "
+                f"{spec.name} --errors), then launch again with --new.", summary)
+        raise StudyFailed(
+            f"study {spec.name}: no trial completed ({_states(summary)}), so it has no best configuration. "
+            "Give trials more time (budget.time_limit) or more trials (budget.trials), or resume it with "
+            f"--trials N: {resume_command(spec)} --trials {summary.total + spec.budget.trials}", summary)
+    return outcome
+
+
+def _states(summary: StudySummary) -> str:
+    return ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.counts.items()))
+
+
+def resume_command(spec: StudySpec) -> str:
+    """The command that continues ``spec``'s study (its storage URL without a password: the
+    password comes from ~/.pgpass or PGPASSWORD, as the note says)."""
+    storage = shlex.quote(for_storing(spec.storage))
+    login = " (with the password in ~/.pgpass or PGPASSWORD)" if has_password(spec.storage) else ""
+    return f"stepsize resume {spec.name} --storage {storage}{login}"
 
 
 def told_status(searcher: "OptunaStudySearcher", number: int) -> "TrialStatus | None":

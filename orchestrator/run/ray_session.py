@@ -20,9 +20,10 @@ import secrets
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 from orchestrator.credentials import protected_logger
-from orchestrator.errors import RayAuthError
+from orchestrator.errors import RayAuthError, ServiceUnreachable
 
 logger = protected_logger(__name__)
 
@@ -129,6 +130,109 @@ def write_private_token(path: Path) -> None:
         handle.write(secrets.token_hex(32))
 
 
+#: Seconds a Ray address has to answer stepsize's check before ``ray.init``.
+PROBE_TIMEOUT_S = 5.0
+#: Ray's own bounds on joining a cluster (a value the user set wins): its GCS client tries twice,
+#: 10 s each, instead of 20 times 40 s when the address stops answering between check and join.
+JOIN_ENV = {"RAY_NUM_REDIS_GET_RETRIES": "2", "RAY_py_gcs_connect_timeout_s": "10"}
+_START_ONE = ("start one with `stepsize cluster up` (and export the line it prints) or `ray start --head`, "
+              "or leave `address` out to start Ray on this machine for the study")
+
+
+def driver_token(address: str) -> tuple[str | None, str]:
+    """The token ``ray.init(address)`` will send (None when token mode is off or no token is
+    found) and where it comes from, as Ray looks for it."""
+    mode = os.environ.get(MODE_ENV)
+    if mode is None and address != "auto" or mode is not None and mode.lower() != "token":
+        return None, f"{MODE_ENV} is not `token`"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    path = token_path()
+    if path is not None and path.is_file():
+        return path.read_text().strip() or None, str(path)
+    return None, f"no RAY_AUTH_TOKEN and no token file at {path}"
+
+
+def _split(address: str) -> tuple[str, int, bool]:
+    """``(host, port, is_ray_client)`` of ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    client = address.startswith("ray://")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return host.strip("[]"), int(port), client
+
+
+def check_ray_address(address: str, where: str) -> None:
+    """Before ``ray.init``: the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``, given as ``where``) answers, as Ray, and takes this driver's token;
+    :class:`ServiceUnreachable` naming ``where``, the address and what to check otherwise."""
+    import socket
+
+    from orchestrator._compat.ray_config import auto_address, probe_ray
+
+    shown = address
+    if address == "auto":
+        found = auto_address()
+        if found is None:
+            raise ServiceUnreachable(f"{where} is `auto`, which joins a Ray cluster already running on this machine "
+                                     f"or in RAY_ADDRESS, and there is none: {_START_ONE}.")
+        if found == "auto":
+            return  # an unchecked Ray: it looks for the cluster itself
+        shown, address = f"auto ({found})", found
+    try:
+        host, port, client = _split(address)
+    except ValueError:
+        raise ServiceUnreachable(f"{where} is {address!r}; expected auto, HOST:PORT or ray://HOST:PORT.") from None
+    port_kind = "its Ray Client server port (10001 by default)" if client else \
+        "the head's GCS port, as `ray start --head` printed it (6379 by default)"
+    check = (f"Check that the cluster is up (`ray status` on its head node; `stepsize cluster status` for a local "
+             f"one), that {host} is reachable from this machine and that {port} is {port_kind}; or {_START_ONE}.")
+    if client:
+        try:
+            import grpc  # noqa: F401 - Ray Client's transport
+        except ImportError:
+            raise ServiceUnreachable(f"{where} is {shown}, a Ray Client address, which needs Ray's client extra: "
+                                     "pip install 'ray[client]'; or use the head's HOST:PORT.") from None
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = "no answer within {:g} s".format(PROBE_TIMEOUT_S) if isinstance(exc, TimeoutError) else \
+            (exc.strerror or str(exc)).lower()
+        raise ServiceUnreachable(f"cannot reach the Ray cluster at {shown} ({where}): {reason}. {check}") from None
+    token, source = driver_token(address)
+    answer = probe_ray(host, port, client, token, PROBE_TIMEOUT_S)
+    if answer == "not-ray":
+        server = "a Ray Client server" if client else "a Ray cluster's GCS"
+        raise ServiceUnreachable(f"{shown} ({where}) answers, but not as {server}. {check}")
+    if answer == "unauthenticated":
+        raise ServiceUnreachable(_auth_message(shown, where, token, source))
+
+
+def _auth_message(shown: str, where: str, token: str | None, source: str) -> str:
+    how = ("Give the driver the cluster's token before the command: export RAY_AUTH_MODE=token and either "
+           "RAY_AUTH_TOKEN=TOKEN or RAY_AUTH_TOKEN_PATH=FILE (`ray get-auth-token` on a node of the cluster prints "
+           "the token; for a cluster of `stepsize cluster up`, `stepsize cluster status` prints its token file "
+           "and the export line).")
+    if token is None:
+        return f"the Ray cluster at {shown} ({where}) uses token authentication and this driver has no token " \
+               f"({source}). {how}"
+    return f"the Ray cluster at {shown} ({where}) refused this driver's token (from {source}): it is not this " \
+           f"cluster's token. {how}"
+
+
+def _join(ray: Any, options: dict, address: str) -> None:
+    """``ray.init`` for a cluster that passed :func:`check_ray_address`; a failure still left
+    is one :class:`ServiceUnreachable`."""
+    try:
+        ray.init(**options)
+    except (ConnectionError, TimeoutError, ray.exceptions.AuthenticationError) as exc:
+        if ray.is_initialized():
+            ray.shutdown()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ServiceUnreachable(f"cannot join the Ray cluster at {address} (--address / `address`): {first}. "
+                                 "Check that the cluster is up (`ray status` on its head node) and that this "
+                                 "driver has its token (RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or "
+                                 "RAY_AUTH_TOKEN_PATH).") from None
+
+
 def ensure_ray(address: str | None, verbose: bool = False) -> None:
     """Connect to the Ray cluster at ``address`` or start one on this machine (idempotent). A Ray
     started here listens on 127.0.0.1 only and keeps its token private."""
@@ -143,13 +247,18 @@ def ensure_ray(address: str | None, verbose: bool = False) -> None:
         prepare_driver_auth(address)  # before Ray is imported: a token given for a cluster turns auth on
         if os.environ.get(MODE_ENV, "token").lower() == "token":
             check_token_file(token_path())
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    if target is not None:
+        for key, value in JOIN_ENV.items():
+            os.environ.setdefault(key, value)
+        check_ray_address(target, "--address / `address`" if address else "RAY_ADDRESS")
     import ray
 
     options = dict(address=address, runtime_env=worker_env(), include_dashboard=False if address is None else None,
                    logging_level=logging.INFO if verbose else logging.ERROR, log_to_driver=verbose,
                    configure_logging=True)
     if address is not None:
-        ray.init(**options)
+        _join(ray, options, address)
         return
     with local_ray_on_loopback():
         ray.init(**options)

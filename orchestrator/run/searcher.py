@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from orchestrator.errors import ObjectiveNotReported
 from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, TrialAttr
 from orchestrator.spec import StudySpec
 from orchestrator.study.samplers import AskTellGridSampler
@@ -93,6 +94,9 @@ class OptunaStudySearcher(Searcher):
         self._asked = 0
         self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue))
         self.told: dict[int, tuple[str, str]] = {}  # trial number -> (Optuna state, stop reason) as told
+        self.contract_error: ObjectiveNotReported | None = None  # the objective was not reported
+        self.interrupted = False  # set on Ctrl-C: live trials stay RUNNING, for resume
+        self.on_failure: Callable[[int, str], None] | None = None  # (trial number, error text) as told FAIL
 
     # Tune pickles its search algorithm into the experiment folder. The study (whose storage
     # holds the URL, password included) stays out: stepsize resumes from the Optuna storage, never
@@ -107,6 +111,7 @@ class OptunaStudySearcher(Searcher):
         self._resume_queue, self._asked, self._max_new_trials = [], 0, 0
         self.progress = SearchProgress(total=0)
         self.told = {}
+        self.contract_error, self.interrupted, self.on_failure = None, False, None
 
     # -- Ray Tune Searcher interface -------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -134,6 +139,11 @@ class OptunaStudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self._live:
             return
+        if self.contract_error is not None and not error:
+            self._stop_for_contract(trial_id)
+            return
+        if self.interrupted and not error and not (result and result.get(Result.TRIAL_FAILED)):
+            return  # stopped by Ctrl-C: left RUNNING in the storage, for `stepsize resume`
         told_before = self._last_told_epoch.get(trial_id, 0)
         if result:
             self._report(trial_id, result)  # a result that made the scheduler stop the trial
@@ -151,6 +161,9 @@ class OptunaStudySearcher(Searcher):
             self.tell_failure(trial_id, str(result.get(Result.ERROR) or "the workload raised"))
         elif epochs == 0:
             self._tell(trial, TrialState.FAIL, "failed: ended before its first report")
+            if self.on_failure is not None:
+                self.on_failure(trial.number, "the workload returned without reporting an epoch: call "
+                                              "trial.report(...) with its metrics once per epoch")
         elif result and (result.get(Result.DIVERGED) or (Result.DONE in result and not _finite(value))):
             reason = result.get(Result.DIVERGED_REASON) or f"{self.metric} became {value}"
             trial.set_user_attr(TrialAttr.DIVERGED, True)
@@ -164,6 +177,31 @@ class OptunaStudySearcher(Searcher):
             self._tell(trial, TrialState.PRUNED, f"pruned at epoch {epochs}")
         else:
             self._tell(trial, TrialState.PRUNED, f"stopped at epoch {epochs} when the time limit was reached")
+
+    def check_objective(self, trial_id: str, result: dict[str, Any]) -> bool:
+        """Whether ``result`` keeps the objective contract (it carries the objective metric, or
+        says the trial failed or diverged). The first result that does not stops the study: its
+        trial is told FAIL with an :class:`ObjectiveNotReported` naming the keys it did report."""
+        value = result.get(self.metric)
+        number_given = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (number_given or Result.EPOCH not in result or result.get(Result.TRIAL_FAILED)
+                or result.get(Result.DIVERGED) or trial_id not in self._live):
+            return True
+        if self.contract_error is None:
+            number = self._live[trial_id].number
+            given = None if self.metric not in result else value
+            self.contract_error = ObjectiveNotReported(self.metric, number, int(result[Result.EPOCH]),
+                                                       sorted(reported_metrics(result)), self._study.study_name,
+                                                       given=repr(given) if self.metric in result else None)
+        self._stop_for_contract(trial_id)
+        return False
+
+    def _stop_for_contract(self, trial_id: str) -> None:
+        trial = self._live.pop(trial_id)
+        self._last_told_epoch.pop(trial_id, None)
+        self.progress.running -= 1
+        trial.set_user_attr(TrialAttr.ERROR, str(self.contract_error))
+        self._tell(trial, TrialState.FAIL, f"failed: {self.metric} was never reported (objective.metric)")
 
     # -- helpers ----------------------------------------------------------------------------
     def _resume(self, trial_id: str, ticket: ResumeTicket) -> dict[str, Any]:
@@ -182,7 +220,9 @@ class OptunaStudySearcher(Searcher):
         trial = self._failed.pop(trial_id, None)
         if trial is not None:
             trial.set_user_attr(TrialAttr.ERROR, message[-4000:])
-            self._tell(trial, TrialState.FAIL, "failed: " + (message.strip().splitlines() or ["error"])[-1][:300])
+            self._tell(trial, TrialState.FAIL, "failed: " + last_line(message)[:300])
+            if self.on_failure is not None:
+                self.on_failure(trial.number, message)
 
     def _report(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._live.get(trial_id)
@@ -260,6 +300,11 @@ def _read_error_file(trial: Any) -> str | None:
         return open(path).read() if path else None
     except OSError:
         return None
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of an error text (for a traceback: the exception and its message)."""
+    return (text.strip().splitlines() or ["error"])[-1].strip()
 
 
 def reported_metrics(result: dict[str, Any]) -> dict[str, float]:

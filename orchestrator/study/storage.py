@@ -6,18 +6,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from orchestrator.credentials import connectable, redact
-from orchestrator.errors import StudyExistsError, StudyNotFoundError
+from orchestrator.credentials import connectable, redact, redact_text
+from orchestrator.errors import ServiceUnreachable, SpecError, StudyExistsError, StudyNotFoundError
 from orchestrator.keys import StudyAttr
 from orchestrator.spec import StudySpec, spec_from_mapping
 from orchestrator.study.samplers import build_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Seconds a database server has to accept a connection before the storage counts as unreachable.
+CONNECT_TIMEOUT_S = 10
+_ACCEPTED = ("an SQLAlchemy database URL whose driver is installed: sqlite:///FILE, "
+             "postgresql+psycopg://USER@HOST:PORT/DB (installed with stepsize), or mysql+pymysql://USER@HOST/DB "
+             "with PyMySQL installed")
 
 
 @functools.lru_cache(maxsize=8)
@@ -28,12 +35,20 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     commit survives the process being killed (only a power loss can drop the last ones), and the
     driver's writes no longer wait for an fsync each. Other databases get connection checks.
     """
+    check_storage_url(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    storage = optuna.storages.RDBStorage(connectable(url, "storage"), engine_kwargs=engine_kwargs)
+        if url.startswith(("postgresql", "mysql")):  # their drivers wait for the OS's TCP timeout otherwise
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        storage = optuna.storages.RDBStorage(connectable(url, "storage"), engine_kwargs=engine_kwargs)
+    except DBAPIError as exc:
+        raise unreachable_storage(url, exc) from None
     if url.startswith("sqlite"):
         from sqlalchemy import event
 
@@ -49,14 +64,79 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite storage URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///") or url[len("sqlite:///"):] in ("", ":memory:"):
+        return None
+    return Path(os.path.expanduser(url[len("sqlite:///"):].split("?", 1)[0]))
+
+
 def _sqlite_missing(url: str) -> bool:
-    if not url.startswith("sqlite:///"):
-        return False
-    return not Path(os.path.expanduser(url[len("sqlite:///"):])).is_file()
+    path = _sqlite_file(url)
+    return path is not None and not path.is_file()
+
+
+def check_storage_url(url: str) -> None:
+    """Refuse, as a :class:`SpecError` naming ``storage``, a URL no storage can be opened at: an
+    unknown scheme, a database whose Python driver is not installed, an SQLite file in a folder
+    that does not exist or cannot be written. Connects to nothing and creates nothing."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError
+
+    shown = redact(url)
+    scheme = url.partition("://")[0] or url
+    try:
+        create_engine(connectable(url, "storage")).dispose()  # loads the dialect and its driver only
+    except ArgumentError:
+        raise SpecError("storage", shown, _ACCEPTED, f"SQLAlchemy knows no database `{scheme}`: fix the scheme "
+                        "in `storage` or --storage.") from None
+    except ImportError as exc:
+        raise SpecError("storage", shown, _ACCEPTED, f"The Python driver for `{scheme}` is not installed "
+                        f"({exc}): install it, or point `storage` / --storage at another database.") from None
+    path = _sqlite_file(url)
+    if path is None or path.is_file():
+        return
+    folder = path.parent.absolute()
+    if not folder.is_dir():
+        fix = f"{folder} is a file, not a folder:" if folder.exists() else \
+            f"The folder {folder} does not exist: create it (mkdir -p {folder}) or"
+        raise SpecError("storage", shown, "an SQLite file in an existing folder",
+                        f"{fix} point `storage` / --storage at a file in another folder.")
+    try:  # a real write: permissions, a read-only file system, root
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        raise SpecError("storage", shown, "an SQLite file in a folder this user can write",
+                        f"The folder {folder} is not writable, so the database file cannot be created there: "
+                        "point `storage` / --storage at a file in a folder you can write, or fix its permissions.")
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's reason for a failed connection, in one line ("connection refused")."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    line = line.rsplit(" failed: ", 1)[-1].strip()
+    if "timeout expired" in line or "timed out" in line:
+        line = f"no answer within {CONNECT_TIMEOUT_S} s"
+    return redact_text(line[:1].lower() + line[1:])
+
+
+def unreachable_storage(url: str, exc: Exception) -> SpecError | ServiceUnreachable:
+    """The error for a storage that could not be opened: :class:`SpecError` for an SQLite file,
+    :class:`ServiceUnreachable` for a database server, naming ``storage`` / ``--storage``."""
+    shown = redact(url)
+    if _sqlite_file(url) is not None:
+        return SpecError("storage", shown, "an SQLite file this user can read and write",
+                         f"SQLite could not open it ({_reason(exc)}): check the file and its folder's permissions, "
+                         "or point `storage` / --storage at another file.")
+    return ServiceUnreachable(
+        f"cannot connect to the Optuna storage at {shown} (`storage` in the study file, --storage on the "
+        f"command line): {_reason(exc)}. Start the database server, check the host, port and database name in "
+        "the URL, and the password (~/.pgpass or PGPASSWORD for PostgreSQL); nothing was created.")
 
 
 def study_names(url: str) -> list[str]:
     """Names of the studies in the storage at ``url`` (creates nothing for a missing SQLite file)."""
+    check_storage_url(url)
     if _sqlite_missing(url):
         return []
     return optuna.get_all_study_names(make_storage(url))

@@ -13,6 +13,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.keys import TrialAttr
 from orchestrator.spec import StudySpec
+from orchestrator.study.driver_lock import active_driver
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    """A failed trial: its number, the last line of its error (type and message) and the whole
+    text as stored (a traceback, at most its last 4,000 characters)."""
+
+    number: int
+    error: str
+    text: str
 
 
 @dataclass
@@ -28,10 +39,22 @@ class StudySummary:
     best_value: float | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
     best_metrics: dict[str, Any] = field(default_factory=dict)
+    failures: list[TrialFailure] = field(default_factory=list)
+    driver_active: bool = False  # a driver is running the study now; else RUNNING trials were interrupted
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def interrupted(self) -> int:
+        """Trials left RUNNING by a driver that stopped (resume runs them again)."""
+        return 0 if self.driver_active else self.counts.get("RUNNING", 0)
+
+    @property
+    def finished(self) -> int:
+        """Trials that ended: complete, pruned or failed."""
+        return sum(self.counts.get(state, 0) for state in ("COMPLETE", "PRUNED", "FAIL"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +62,8 @@ class StudySummary:
             "trials": self.total,
             "states": dict(self.counts),
             "diverged": self.diverged,
+            "interrupted": self.interrupted,
+            "failures": [{"trial": f.number, "error": f.error} for f in self.failures],
             "metric": self.metric,
             "mode": self.mode,
             "best": None
@@ -56,14 +81,24 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def trial_config(trial: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
-    """The configuration a trial trained with: sampled params plus the space's fixed values."""
+    """The configuration a trial trained with: sampled params plus the space's fixed values; with
+    ``lr_scaling`` on, ``learning_rate`` is the effective rate for its batch size, the searched
+    one is ``base_learning_rate`` and ``lr_scaling`` names the rule (``sqrt: base 0.1 at batch 256``)."""
+    from orchestrator.training.lr_scaling import copyable_config
+
     config: dict[str, Any] = {}
     for param in spec.search_space.params:
         if param.name in trial.params:
             config[param.name] = trial.params[param.name]
         elif param.distribution is None and param.is_active(config):
             config[param.name] = param.value
-    return config
+    return copyable_config(config, spec.lr_scaling.rule, spec.lr_scaling.reference_batch_size)
+
+
+def _failure(trial: FrozenTrial) -> TrialFailure:
+    text = str(trial.user_attrs.get(TrialAttr.ERROR) or trial.user_attrs.get(TrialAttr.STOP_REASON) or "failed")
+    line = (text.strip().splitlines() or ["failed"])[-1].strip()
+    return TrialFailure(trial.number, line, text)
 
 
 def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
@@ -76,6 +111,8 @@ def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
         mode=spec.objective.mode,
         counts={state.name: counts.get(state.name, 0) for state in TrialState if counts.get(state.name)},
         diverged=sum(1 for t in trials if t.user_attrs.get(TrialAttr.DIVERGED)),
+        failures=[_failure(t) for t in trials if t.state == TrialState.FAIL],
+        driver_active=active_driver(study) is not None,
     )
     best = best_trial(study)
     if best is not None and best.value is not None and math.isfinite(best.value):

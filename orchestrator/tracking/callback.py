@@ -4,14 +4,16 @@ It runs on the driver only (trials report to Tune and nothing else) and only tur
 into records in a buffer; the flusher thread writes them in batches. Per trial:
 
 - start: the run ``trial-NNN`` (NNN = Optuna trial number), nested under the parent, tagged with
-  the trial number and Ray trial id, with the configuration as params;
+  the trial number and Ray trial id, with the configuration as params (as ``stepsize best`` shows
+  it: with ``lr_scaling`` on, ``learning_rate`` is the effective rate) and the param
+  ``effective_learning_rate``;
 - each result: the numeric metrics the workload reported, at step = the epoch (Tune's
   ``training_iteration``, which is also the step of Optuna's intermediate values); the first
   result adds the node (``node_ip``, ``hostname``, and the Ray ``node_id``, again whenever a
   retry moved the trial to another node), the GPU ids when the result carries ``gpu_ids``, and the effective learning rate when it carries ``effective_learning_rate``;
 - end: the tag ``stepsize.status`` with the reason the searcher told Optuna (completed / pruned
   at epoch N / diverged ... / failed: ...), ``stepsize.state`` with the Optuna state, and the run
-  ended as FINISHED, KILLED (stopped early) or FAILED. Tune calls the searcher before its
+  ended as FINISHED (completed, pruned or diverged) or FAILED. Tune calls the searcher before its
   callbacks, so the Optuna trial is already told when this callback reads it.
 """
 
@@ -60,6 +62,7 @@ class TrackingCallback(Callback):
         self._status_of = status_of
         self._objective = objective
         self._on_end = on_end
+        self.shown_config: Callable[[dict[str, Any]], dict[str, Any]] = dict  # the study's view of a config
         self.started: set[int] = set()
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._described: set[int] = set()  # trials whose node / GPU / effective LR were recorded
@@ -76,6 +79,7 @@ class TrackingCallback(Callback):
         self._status_of = lambda number: None
         self._objective = None
         self._on_end = None
+        self.shown_config = dict
         self._numbers, self._described, self.ended, self.started = {}, set(), {}, set()
         self._nodes = {}
 
@@ -83,12 +87,13 @@ class TrackingCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         try:
             number = self._number(trial)
-            config = {k: v for k, v in dict(trial.config).items() if not str(k).startswith(Config.PRIVATE_PREFIX)}
+            config = self.shown_config(
+                {k: v for k, v in dict(trial.config).items() if not str(k).startswith(Config.PRIVATE_PREFIX)})
             tags = {Tag.RAY_TRIAL_ID: str(trial.trial_id), Tag.TRIAL_NUMBER: str(number),
                     Tag.STATE: "RUNNING", Tag.STATUS: "running"}
             ref = naming.trial_ref(number)
             self.started.add(number)
-            self._sink(records.open_run(ref, naming.trial_run_name(number), tags), records.params(ref, params(config)))
+            self._sink(records.open_run(ref, naming.trial_run_name(number), tags), records.params(ref, run_params(config)))
         except Exception:  # noqa: BLE001 - recording must never stop a study
             logger.debug("MLflow record of trial start failed", exc_info=True)
 
@@ -160,7 +165,8 @@ class TrackingCallback(Callback):
             tags[Tag.GPU_IDS] = ",".join(map(str, gpu_ids)) if isinstance(gpu_ids, (list, tuple)) else str(gpu_ids)
         out = [records.tags(ref, tags)] if tags else []
         config = dict(getattr(trial, "config", None) or {})
-        if Result.EFFECTIVE_LR not in config and numeric(result.get(Result.EFFECTIVE_LR)):
+        if (Result.EFFECTIVE_LR not in config and not numeric(config.get("learning_rate"))
+                and numeric(result.get(Result.EFFECTIVE_LR))):
             out.append(records.params(ref, {Result.EFFECTIVE_LR: repr(float(result[Result.EFFECTIVE_LR]))}))
         return out
 
@@ -185,3 +191,12 @@ class TrackingCallback(Callback):
         self._sink(*out)
         if self._on_end is not None:
             self._on_end()
+
+
+def run_params(config: dict[str, Any]) -> dict[str, str]:
+    """A trial run's params: its configuration, and ``effective_learning_rate`` (the rate it
+    trained at) when it has a ``learning_rate``."""
+    out = params(config)
+    if numeric(config.get("learning_rate")):
+        out.setdefault(Result.EFFECTIVE_LR, repr(float(config["learning_rate"])))
+    return out

@@ -87,9 +87,10 @@ class TrialStatus:
 
     @property
     def run_status(self) -> str:
-        """MLflow's run status: FINISHED for a completed trial, KILLED for a pruned or diverged one
-        (stopped early), FAILED for a failed one, RUNNING while it runs."""
-        return {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}.get(self.state, "RUNNING")
+        """MLflow's run status: FINISHED for a completed, pruned or diverged trial (stopping early
+        is the scheduler's job, not a failure: the tags say how it ended), FAILED for a failed one,
+        RUNNING while it runs."""
+        return {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}.get(self.state, "RUNNING")
 
     @property
     def finished(self) -> bool:
@@ -106,3 +107,14 @@ def trial_status(trial: Any) -> TrialStatus:
             state, state.lower()
         )
     return TrialStatus(state, str(reason))
+
+
+# A trial run left RUNNING when its driver was interrupted: it ends KILLED in MLflow (the Optuna
+# trial stays RUNNING and `stepsize resume` runs it again, reopening the same run).
+INTERRUPTED = "KILLED"
+
+
+def interrupted_text(trial: Any, study_name: str) -> str:
+    """The ``stepsize.status`` tag of a trial run ended by an interruption."""
+    epochs = max(trial.intermediate_values, default=0)
+    return f"interrupted at epoch {epochs}; `stepsize resume {study_name}` runs it again"

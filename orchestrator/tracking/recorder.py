@@ -11,26 +11,32 @@ unreachable tracking store loses one.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from orchestrator.credentials import protected_logger, redact
 from orchestrator.keys import StudyAttr, Tag, TrialAttr
 from orchestrator.tracking import flusher as _flusher
 from orchestrator.tracking import naming, records, study_run
 from orchestrator.tracking.best_model import best_checkpoint, log_best_model
-from orchestrator.tracking.callback import TrackingCallback
+from orchestrator.tracking.callback import TrackingCallback, run_params
 from orchestrator.tracking.flusher import Flusher
 from orchestrator.tracking.record_log import RecordLog, log_path
-from orchestrator.tracking.values import params
 from orchestrator.tracking.writer import MlflowWriter
 
 logger = protected_logger("orchestrator.tracking")
+if logger.level == logging.NOTSET:
+    # Its warnings reach stderr whatever a library does to the root logger's level
+    # (importing mlflow.pytorch calls logging.basicConfig(level=ERROR)).
+    logger.setLevel(logging.WARNING)
 
 
 class StudyRecorder:
@@ -88,6 +94,7 @@ class StudyRecorder:
                                          on_end=self._trial_ended)
         self._study: Any = None
         self._saved_parent = parent_run_id
+        self._parent_ended = False
 
     # -- records in, records out -----------------------------------------------------------------
     def add(self, *items: records.Record) -> None:
@@ -114,9 +121,9 @@ class StudyRecorder:
             if attempt < retries:
                 time.sleep(pause_s)
         logger.warning(
-            "MLflow tracking at %s is still unreachable at the end of study %r: %d records are kept in %s "
-            "and are written by the next `stepsize ui %s` or `stepsize resume %s`.",
-            redact(self.tracking_uri), self.study_name, self.log.waiting(), self.log.path.parent,
+            "tracking_uri %s is still unreachable at the end of study %r: %d records are kept in the record log "
+            "%s and are written by the next `stepsize resume %s` or `stepsize ui %s` once the server is back.",
+            redact(self.tracking_uri), self.study_name, self.log.waiting(), self.log.path,
             self.study_name, self.study_name,
         )
         return False
@@ -129,10 +136,28 @@ class StudyRecorder:
     def begin(self, study: Any, spec: Any, cluster: dict[str, Any] | None = None) -> "StudyRecorder":
         """Queue the parent run's start records (spec, sampler, scheduler, cluster) and start."""
         self._study = study
+        self.callback.shown_config = study_run.config_view(spec)
+        # The parent run is (again) RUNNING: a resumed study's parent ended KILLED or FINISHED.
+        self.add(records.open_run(naming.PARENT_REF, self.study_name, {}))
         self.add(*study_run.start_records(spec, cluster if cluster is not None else study_run.cluster_info(),
                                           self.staging))
+        self.probe()
         threading.Thread(target=_warm_up, name="stepsize-plot-imports", daemon=True).start()
         return self.start()
+
+    def probe(self, timeout_s: float = 3.0) -> bool:
+        """At the start: a tracking server that does not answer gets one warning now (within
+        ``timeout_s``), not after MLflow's HTTP retries; the flusher then stays quiet about it."""
+        if not naming.is_http(self.tracking_uri) or self.writer.reachable(timeout_s):
+            return True
+        self.flusher.outage = "its /health does not answer"
+        logger.warning(
+            "tracking_uri %s does not answer: study %r runs on and its MLflow records are kept in the record "
+            "log %s; they are written when the server is back (by this run, else by `stepsize resume %s` or "
+            "`stepsize ui %s`).", redact(self.tracking_uri), self.study_name, self.log.path,
+            self.study_name, self.study_name,
+        )
+        return False
 
     def backfill_objective(self, study: Any, objective: str) -> None:
         """Queue every recorded intermediate value of ``study`` as the objective metric of its
@@ -150,12 +175,38 @@ class StudyRecorder:
         """After the searcher told Optuna every trial's end: reconcile each trial's run with its
         Optuna state, record the best configuration, metrics and plots on the parent, end it
         (``status``; by default FINISHED, or KILLED / FAILED when called while an interruption or
-        an error propagates), and write everything out. Never raises; True when all was written."""
+        an error propagates), and write everything out. Never raises; True when all was written.
+
+        Trials still RUNNING in Optuna (``stepsize resume`` runs them again) end KILLED in MLflow.
+        An interrupted or failed end writes the parent's end first and skips the plots and the
+        best model (the resumed study's end draws them); a second Ctrl-C meanwhile still leaves
+        the parent ended."""
+        status = status or ending_status()
         try:
-            return self._finish(study, spec, status or ending_status())
+            return self._finish(study, spec, status)
+        except KeyboardInterrupt:
+            if not self._parent_ended:
+                self._end_parent_now("KILLED")
+            self.save_parent(study)
+            logger.warning("interrupted while recording the end of study %r; what is left waits in the record log "
+                           "%s for `stepsize resume %s` or `stepsize ui %s`.", self.study_name, self.log.path,
+                           self.study_name, self.study_name)
+            return False
         except Exception:  # noqa: BLE001 - recording never fails a study
             logger.warning("MLflow record of study %r's end failed", self.study_name, exc_info=True)
             return False
+
+    def _end_parent_now(self, status: str) -> None:
+        """The parent's end written at once, Ctrl-C held back meanwhile so that no write is cut
+        midway (one try; the record log keeps it anyway)."""
+        end = records.close(naming.PARENT_REF, status)
+        with _ctrl_c_deferred():
+            try:
+                self.add(end)
+                self.writer.apply([end])
+                self._parent_ended = True
+            except Exception:  # noqa: BLE001
+                logger.debug("could not end the MLflow parent run now", exc_info=True)
 
     def replay(self, study: Any) -> bool:
         """Write what the record log holds (records a driver left), in this thread; True when
@@ -181,7 +232,8 @@ class StudyRecorder:
         from orchestrator.tracking.plots import lr_range_files, make_plots
 
         self._study = study
-        self.flusher.stop()
+        complete = status == "FINISHED"
+        self.flusher.stop(timeout_s=120.0 if complete else 5.0)
         callback = self.callback
         for trial in study.get_trials(deepcopy=False):
             state = naming.trial_status(trial)
@@ -194,16 +246,26 @@ class StudyRecorder:
                     tags[Tag.RAY_TRIAL_ID] = str(trial.user_attrs[TrialAttr.RAY_TRIAL_ID])
                 start_ms = int(trial.datetime_start.timestamp() * 1000) if trial.datetime_start else None
                 self.add(records.open_run(ref, naming.trial_run_name(trial.number), tags, start_ms),
-                         records.params(ref, params(trial_config(trial, spec))))
+                         records.params(ref, run_params(trial_config(trial, spec))))
                 callback.started.add(trial.number)
-            callback.record_end(trial.number, state)
+            if state.finished:
+                callback.record_end(trial.number, state)
+            else:  # left for `stepsize resume`, which reopens this run
+                self.add(records.tags(ref, {Tag.STATE: state.state, Tag.STATUS: naming.interrupted_text(
+                    trial, self.study_name)}), records.close(ref, naming.INTERRUPTED))
+        if not complete:  # the parent's end first: nothing after this can leave it RUNNING
+            self._end_parent_now(status)
+            self.save_parent(study)
         summary = summarize(study, spec)
-        files, notes = make_plots(study, spec.objective.metric, self.staging / "plots")
-        files.extend(lr_range_files(study, spec.name, self.staging / "plots"))
+        files: list[Path] = []
+        notes = [f"the plots are drawn when the study ends (`stepsize resume {self.study_name}`)"]
+        if complete:
+            files, notes = make_plots(study, spec.objective.metric, self.staging / "plots")
+            files.extend(lr_range_files(study, spec.name, self.staging / "plots"))
         self.add(*study_run.end_records(summary, spec, self.staging, files, notes))
         self.add(records.close(naming.PARENT_REF, status))
-        written = self.close()
-        if written and summary.best_number is not None:
+        written = self.close(retries=None if complete else 0)
+        if written and complete and summary.best_number is not None:
             best_run = self.writer.run_id(naming.trial_ref(summary.best_number))
             if best_run:
                 tags = {Tag.BEST_RUN: best_run}
@@ -243,12 +305,34 @@ def ending_status() -> str:
     return "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) waits until the block is done, then raises KeyboardInterrupt (main thread
+    only: elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _warm_up() -> None:
     """Import what the study's end needs (plots, the model flavour) while the trials train."""
     from orchestrator.tracking.plots import warm_up
 
     warm_up()
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     try:
         import mlflow.pytorch  # noqa: F401
     except Exception:  # noqa: BLE001
         pass
+    finally:  # importing it may call logging.basicConfig(level=ERROR): leave the root logger as it was
+        root.setLevel(level)
+        root.handlers[:] = handlers

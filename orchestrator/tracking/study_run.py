@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -16,6 +16,7 @@ from orchestrator.keys import Tag
 from orchestrator.tracking import naming, records
 from orchestrator.tracking.records import Record
 from orchestrator.tracking.values import numeric, params
+from orchestrator.training.lr_scaling import LR_SCALING_KEY
 
 PARENT = naming.PARENT_REF
 
@@ -33,6 +34,15 @@ def cluster_info() -> dict[str, Any]:
 
 def _whole(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
+
+
+def config_view(spec: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A trial's configuration -> as its run shows it (``stepsize best``'s view: with
+    ``lr_scaling`` on, the effective ``learning_rate`` and the rule)."""
+    from orchestrator.training.lr_scaling import copyable_config
+
+    rule, reference = spec.lr_scaling.rule, spec.lr_scaling.reference_batch_size
+    return lambda config: copyable_config(config, rule, reference)
 
 
 def parent_tags(spec: Any) -> dict[str, str]:
@@ -83,6 +93,9 @@ def end_records(summary: Any, spec: Any, staging: Path, plot_files: list[Path], 
         best_file = staging / "best_config.yaml"
         header = (f"# study {summary.name}: best trial {summary.best_number} "
                   f"({summary.metric} {summary.best_value:.6g}, mode {summary.mode})\n")
+        if LR_SCALING_KEY in summary.best_config:
+            header += (f"# learning_rate is the rate the trial trained at, for its batch size "
+                       f"(lr_scaling {summary.best_config[LR_SCALING_KEY]}); train with it as it is\n")
         best_file.write_text(header + yaml.safe_dump(summary.best_config, sort_keys=False), encoding="utf-8")
         out.append(records.artifact(PARENT, str(best_file)))
     out.append(records.tags(PARENT, tags))

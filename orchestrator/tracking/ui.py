@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -24,7 +25,8 @@ from orchestrator.errors import NoRecordError, UIStartError, UsageError
 from orchestrator.keys import StudyAttr
 from orchestrator.tracking import naming
 
-START_TIMEOUT_S = 120.0  # mlflow ui takes 15-30 s to start on a small machine; more under load
+START_TIMEOUT_S = 120.0  # mlflow ui takes 5-10 s to start on a small machine; more under load
+STOP_TIMEOUT_S = 5.0  # then it is killed
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,24 @@ class StudyRecord:
 def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyRecord:
     """The study's record, after writing whatever its record log still holds.
     :class:`~orchestrator.errors.NoRecordError` when the study has none yet."""
-    from mlflow import MlflowClient
-
     from orchestrator.study.storage import load_study
-    from orchestrator.tracking.setup import replay_record_log, tracking_uri_of
 
     study, spec = load_study(name, storage)
+    return study_record(study, spec, out)
+
+
+def study_record(study: object, spec: object, out: TextIO | None = None) -> StudyRecord:
+    """:func:`find_record` for a loaded study."""
+    from mlflow import MlflowClient
+
+    from orchestrator.tracking.setup import replay_record_log, tracking_uri_of
+
+    name = study.study_name  # type: ignore[attr-defined]
     replayed = replay_record_log(study, spec)
     if replayed is not None and out is not None:
         state = "written" if replayed else "still waiting (tracking store unreachable)"
         print(f"records kept during a tracking outage: {state}", file=out)
-    attrs = study.user_attrs
+    attrs = study.user_attrs  # type: ignore[attr-defined]
     uri = tracking_uri_of(study, spec)
     parent = attrs.get(StudyAttr.MLFLOW_PARENT_RUN)
     if not parent:
@@ -95,7 +104,7 @@ def _wait_healthy(base: str, process: subprocess.Popen, timeout_s: float) -> boo
                     return True
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.3)
+        time.sleep(0.1)
     return False
 
 
@@ -108,44 +117,78 @@ def ui_command(host: str, port: int) -> list[str]:
 
 def ui_environment(tracking_uri: str) -> dict[str, str]:
     """The environment of ``mlflow ui`` for the store at ``tracking_uri`` (its ``${NAME}``
-    references filled in)."""
-    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": connectable(tracking_uri, "tracking_uri")}
+    references filled in), without MLflow's job runner (GenAI jobs; its worker processes doubled
+    the UI's start time on a small machine)."""
+    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": connectable(tracking_uri, "tracking_uri"),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End ``mlflow ui`` and its server processes (its own process group), killed after
+    :data:`STOP_TIMEOUT_S`."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return "".join(log.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, out: TextIO = sys.stdout) -> int:
     """Start ``mlflow ui`` on the study's tracking store, print the parent run's URL, and wait
-    until interrupted. A study recorded on a remote tracking server: print its URL there."""
+    until interrupted (Ctrl-C: 130). The server starts as soon as the study is loaded, while its
+    record log is written. A study recorded on a remote tracking server: print its URL there."""
+    from orchestrator.study.storage import load_study
+    from orchestrator.tracking.setup import tracking_uri_of
+
     if not is_loopback(host):
         raise UsageError(
             f"--host {host} would expose the MLflow UI, which has no authentication, beyond this machine; "
             f"use 127.0.0.1 and an SSH tunnel from yours: ssh -L {port}:127.0.0.1:{port} USER@THIS_HOST"
         )
-    record = find_record(name, storage, out)
-    if naming.is_http(record.tracking_uri):
+    study, spec = load_study(name, storage)
+    uri = tracking_uri_of(study, spec)
+    if naming.is_http(uri):
+        record = study_record(study, spec, out)
         print(f"study {name} is recorded on the tracking server {redact(record.tracking_uri)}:", file=out)
         print(record.url(without_userinfo(record.tracking_uri)), file=out)
         return 0
     if not _port_free(host, port):
         raise UsageError(f"port {port} on {host} is in use; pass another with --port")
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    process = subprocess.Popen(ui_command(host, port), env=ui_environment(record.tracking_uri))
+    log_file = tempfile.NamedTemporaryFile("w", prefix="stepsize-mlflow-ui-", suffix=".log", delete=False)
+    # Its own process group: Ctrl-C reaches this command only, which ends the server quietly.
+    process = subprocess.Popen(ui_command(host, port), env=ui_environment(uri), stdout=log_file,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log_file.close()
     if threading.current_thread() is threading.main_thread():
         # `kill` ends the UI too, not only this command.
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
+        record = study_record(study, spec, out)
         if not _wait_healthy(base, process, START_TIMEOUT_S):
-            process.terminate()
-            raise UIStartError(f"mlflow ui did not start on {base} (exit code {process.poll()})")
+            stop(process)
+            raise UIStartError(f"mlflow ui did not start on {base} (exit code {process.poll()}); its log "
+                               f"{log_file.name} ends:\n{_tail(log_file.name)}")
         print(f"MLflow UI for study {name}: {record.url(base)}", file=out, flush=True)
         print(f"(listening on {host} only; from another machine: ssh -L {port}:{host}:{port} USER@THIS_HOST, "
               "then open the same URL there. Ctrl-C stops it.)", file=out, flush=True)
         return process.wait()
     except KeyboardInterrupt:
-        return 0
+        return 130
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(process)
+        if process.returncode in (0, -signal.SIGTERM, 130):
+            os.unlink(log_file.name)

@@ -99,6 +99,7 @@ class MlflowWriter:
         self._children_known = False  # all children of the parent have been searched for
         self._logged: dict[str, set[tuple[str, int]]] = {}  # run id -> (key, step) in MLflow
         self._uncertain: set[str] = set()  # runs whose logged steps must be read back first
+        self._status: dict[str, str] = {}  # run id -> its MLflow status, as last read or set
 
     # -- public ------------------------------------------------------------------------------
     def reachable(self, timeout_s: float = 3.0) -> bool:
@@ -140,7 +141,7 @@ class MlflowWriter:
     def _add(batch: _RunBatch, record: Record) -> None:
         op = record["op"]
         if op == "open":
-            batch.open = batch.open or record
+            batch.open, batch.close = batch.open or record, None  # a run that runs again after an end
         elif op == "params":
             batch.params.update(record["params"])
         elif op == "tags":
@@ -213,6 +214,7 @@ class MlflowWriter:
                 run = self._call(lambda: client.get_run(self.parent_run_id))
                 if run.info.lifecycle_stage != "deleted":
                     found = run.info.run_id
+                    self._status[found] = run.info.status
             except TrackingRefused:
                 pass
             if found is None:
@@ -226,12 +228,15 @@ class MlflowWriter:
                 max_results=1,
             ))
             found = matches[0].info.run_id if matches else None
+            if matches:
+                self._status[found] = matches[0].info.status
         if found is None:
             tags = {**self._parent_tags, Tag.ROLE: "study", Tag.STUDY: self.study_name,
                     Tag.STUDY_KEY: self.study_key}
             run = self._call(lambda: client.create_run(experiment_id, tags=tags, run_name=self.study_name))
             self.parent_run_id = run.info.run_id
             self._logged[self.parent_run_id] = set()
+            self._status[self.parent_run_id] = "RUNNING"
             self._children_known = True  # a new parent has no children yet
             self.stats["runs_created"] += 1
         else:
@@ -260,6 +265,7 @@ class MlflowWriter:
                 if ref not in self._runs:
                     self._runs[ref] = run.info.run_id
                     self._uncertain.add(run.info.run_id)
+                    self._status[run.info.run_id] = run.info.status
             token = page.token
             if not token:
                 break
@@ -297,8 +303,19 @@ class MlflowWriter:
         ))
         self._runs[ref] = run.info.run_id
         self._logged[run.info.run_id] = set()
+        self._status[run.info.run_id] = "RUNNING"
         self.stats["runs_created"] += 1
         return run.info.run_id
+
+    def _reopen(self, run_id: str) -> None:
+        """An ``open`` for an ended run: a resumed study's parent, or a trial run an interruption
+        ended KILLED, is RUNNING again (a finished trial's run stays as it ended)."""
+        status = self._status.get(run_id, "RUNNING")
+        again = status != "RUNNING" if run_id == self.parent_run_id else status == naming.INTERRUPTED
+        if again:
+            client = self._client()
+            self._call(lambda: client.update_run(run_id, status="RUNNING"), run_id)
+            self._status[run_id] = "RUNNING"
 
     def _logged_steps(self, run_id: str) -> set[tuple[str, int]]:
         """(key, step) pairs already in MLflow for ``run_id``; read back when not known for sure."""
@@ -318,6 +335,8 @@ class MlflowWriter:
         from mlflow.entities import Metric, Param, RunTag
 
         client = self._client()
+        if batch.open is not None:
+            self._reopen(run_id)
         logged = self._logged_steps(run_id) if batch.metrics else self._logged.get(run_id, set())
         fresh = [(key, step) for key, step in batch.metrics if (key, step) not in logged]
         metrics = [Metric(key, batch.metrics[key, step][1], batch.metrics[key, step][0], step) for key, step in fresh]
@@ -345,6 +364,7 @@ class MlflowWriter:
             close = batch.close
             try:
                 self._call(lambda: client.set_terminated(run_id, status=close["status"], end_time=close["ts"]))
+                self._status[run_id] = close["status"]
             except TrackingRefused as refused:
                 logger.warning("MLflow refused to end run %s: %s", run_id, refused)
 

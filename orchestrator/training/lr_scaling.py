@@ -53,3 +53,21 @@ def apply_lr_scaling(params: dict[str, Any], rule: str, reference_batch_size: in
     batch = int(params.get("batch_size", reference_batch_size))
     return {**params, Config.BASE_LR: base,
             "learning_rate": scaled_learning_rate(base, batch, rule, reference_batch_size)}
+
+
+LR_SCALING_KEY = "lr_scaling"  # in a copyable configuration: the rule that made learning_rate
+
+
+def scaling_note(rule: str, base_lr: float, reference_batch_size: int) -> str:
+    """``sqrt: base 0.1 at batch 256``: how a configuration's ``learning_rate`` was made."""
+    return f"{rule}: base {base_lr:.6g} at batch {reference_batch_size}"
+
+
+def copyable_config(params: dict[str, Any], rule: str, reference_batch_size: int) -> dict[str, Any]:
+    """A trial's params as a user copies them to train with: what the workload received
+    (``learning_rate`` the effective rate for ``batch_size``, the searched one as
+    ``base_learning_rate``) plus ``lr_scaling`` naming the rule; unchanged when scaling is off."""
+    scaled = apply_lr_scaling(dict(params), rule, reference_batch_size)
+    if Config.BASE_LR in scaled:
+        scaled[LR_SCALING_KEY] = scaling_note(rule, scaled[Config.BASE_LR], reference_batch_size)
+    return scaled

@@ -9,6 +9,7 @@ imports nothing heavy; the workload's own module is imported when it is resolved
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,7 +54,33 @@ def resolve_workload(name: str) -> Callable[..., Any]:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise SpecError("workload", name, f"a callable named {attr!r} in module {module_name!r}")
+    check_signature(fn, name)
     return fn
+
+
+def check_signature(fn: Callable[..., Any], name: str) -> None:
+    """:class:`SpecError` unless ``fn`` can be called as ``fn(config, trial)`` (what every trial
+    does), so a wrong signature is refused before Ray starts rather than failing every trial."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to read, the trial will tell
+    try:
+        signature.bind({}, None)
+    except TypeError as exc:
+        raise SpecError(
+            "workload",
+            name,
+            "a function called as fn(config, trial) with two positional arguments: the trial's "
+            "configuration (a dict) and its context (report each epoch with trial.report(...))",
+            f"{getattr(fn, '__qualname__', name)}{signature} cannot be called that way ({exc}). "
+            "Write it as `def train(config, trial):` (see the README's section 'Your own training function').",
+        ) from None
+    if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
+        kind = "a coroutine" if inspect.iscoroutinefunction(fn) else "a generator"
+        raise SpecError("workload", name, "a plain function called as fn(config, trial)",
+                        f"{getattr(fn, '__qualname__', name)} is {kind} function; trials call it and never "
+                        "iterate or await it. Make it a plain `def` that calls trial.report(...) each epoch.")
 
 
 def resolve_lr_range_setup(workload_name: str) -> Callable[..., Any]:

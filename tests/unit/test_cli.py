@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from orchestrator.cli import main
 from tests.conftest import ROOT
@@ -64,3 +65,34 @@ def test_cli_resume_errors_are_one_paragraph_with_exit_code_2(tmp_path):
     missing = _cli(["resume", "nothing-here", "--storage", f"sqlite:///{tmp_path}/none.db"], tmp_path)
     assert missing.returncode == 2 and "no study named 'nothing-here'" in missing.stderr
     assert "Traceback" not in missing.stderr and not (tmp_path / "none.db").exists()
+
+
+def test_presets_lists_one_line_each_and_shows_one_in_full(capsys):
+    from search_spaces import available_presets
+
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = available_presets()
+    assert len(lines) == len(names) + 1 and "stepsize presets NAME" in lines[0]
+    for name, line in zip(names, lines[1:]):
+        assert line.split()[0] == name and "learning_rate" in line and len(line) < 220
+    assert main(["presets", "lr_only"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown == {"learning_rate": {"type": "float", "low": 0.0001, "high": 1.0, "log": True}}
+    assert main(["presets", "nope"]) == 2
+    assert "no preset named 'nope'; presets: default," in capsys.readouterr().err
+
+
+def test_summary_names_interrupted_trials_and_lists_failures():
+    from orchestrator.cli import _failures_text, _summary_text
+    from orchestrator.study.summary import StudySummary, TrialFailure
+
+    failures = [TrialFailure(n, f"ValueError: bad {n}", f"Traceback\nValueError: bad {n}") for n in range(12)]
+    summary = StudySummary("s", "val_loss", "min", {"COMPLETE": 3, "FAIL": 12, "RUNNING": 2}, failures=failures)
+    assert _summary_text(summary) == "study s: 17 trials (3 complete, 12 failed, 2 interrupted, resumable)"
+    summary.driver_active = True
+    assert _summary_text(summary) == "study s: 17 trials (3 complete, 12 failed, 2 running)"
+    short = _failures_text(summary, whole=False).splitlines()
+    assert short[0] == "failed trials (12; whole texts: stepsize status s --errors):"
+    assert short[1] == "  trial 0: ValueError: bad 0" and short[-1] == "  ... and 2 more" and len(short) == 12
+    assert _failures_text(summary, whole=True).startswith("trial 0:\nTraceback\nValueError: bad 0\n\ntrial 1:")

@@ -189,7 +189,7 @@ def test_lr_bounds_auto_runs_the_range_test_first_and_records_it(tmp_path):
     assert 1e-4 <= low < high <= 10.0 and (low, high) != (1e-4, 10.0)
     assert stored.search_space.get("learning_rate").distribution.low == low
     assert all(low <= t.params["learning_rate"] <= high for t in study.trials)
-    assert record["result"]["num_steps"] <= record["result"]["steps_per_epoch"]
+    assert record["result"]["num_steps"] <= 3 * record["result"]["steps_per_epoch"]  # at most 3 epochs
     assert (tmp_path / "ray" / spec.name / "lr_range.png").stat().st_size > 10_000
     from mlflow.tracking import MlflowClient
 

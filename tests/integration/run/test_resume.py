@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from orchestrator import api
-from orchestrator.errors import StudyExistsError
+from orchestrator.errors import StudyExistsError, StudyFailed
 from orchestrator.keys import Tag
 from orchestrator.study.storage import load_study
 from tests.conftest import ROOT, study_spec
@@ -64,7 +64,8 @@ def test_resume_trials_must_extend_the_study(tmp_path, ray_local):
 def test_a_workload_error_is_fail_with_its_text_and_not_retried(tmp_path, ray_local):
     spec = study_spec(tmp_path, name="raises", workload="tests.workloads:raises_in_epoch_two", scheduler="none",
                       workload_options={"marker_dir": str(tmp_path)}, budget={"trials": 2, "max_epochs": 3})
-    api.launch(spec, quiet=True)
+    with pytest.raises(StudyFailed, match=r"every trial failed \(2 of 2\).*RuntimeError: bad batch in trial"):
+        api.launch(spec, quiet=True)
     study, _ = load_study("raises", spec.storage)
     for trial in study.trials:
         assert trial.state == TrialState.FAIL
@@ -77,7 +78,8 @@ def test_retry_errors_retries_a_raising_workload(tmp_path, ray_local):
     spec = study_spec(tmp_path, name="retried", workload="tests.workloads:raises_in_epoch_two", scheduler="none",
                       workload_options={"marker_dir": str(tmp_path)}, budget={"trials": 1, "max_epochs": 3},
                       failures={"max_retries": 2, "retry_errors": True})
-    api.launch(spec, quiet=True)
+    with pytest.raises(StudyFailed):
+        api.launch(spec, quiet=True)
     study, _ = load_study("retried", spec.storage)
     assert study.trials[0].state == TrialState.FAIL
     assert (tmp_path / "trial-0.attempts").read_text().count("1") == 3  # the first run and two retries

@@ -65,9 +65,10 @@ def test_study_leaves_one_parent_and_a_child_run_per_trial(tmp_path):
         assert run.data.tags[Tag.PARENT] == parent.info.run_id
         assert run.data.tags[Tag.STATUS] == trial.user_attrs["stop_reason"]
         assert run.data.tags[Tag.STATE] == trial.state.name
-        assert run.info.status == {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED",
-                                   TrialState.FAIL: "FAILED"}[trial.state]
+        assert run.info.status == {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
+                                   TrialState.FAIL: "FAILED"}[trial.state]  # pruned is no failure
         assert run.data.params["learning_rate"] == str(trial.params["learning_rate"])
+        assert run.data.params["effective_learning_rate"] == run.data.params["learning_rate"]
         history = client.get_metric_history(run.info.run_id, "val_loss")
         steps = sorted(trial.intermediate_values)
         if trial.user_attrs.get("diverged"):

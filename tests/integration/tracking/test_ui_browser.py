@@ -1,6 +1,7 @@
 """``stepsize ui`` in a real browser: Debian's chromium, driven by Playwright, opens the MLflow UI
 served on 127.0.0.1 for a finished study and finds the parent run with its nested trial runs, a
-trial's val_loss chart, and best_config.yaml among the parent's artifacts."""
+trial's val_loss chart, and best_config.yaml among the parent's artifacts; a pruned trial shows
+the same status icon as a completed one, not the failure mark."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 
 from orchestrator.api import launch
 from orchestrator.keys import StudyAttr
@@ -121,3 +123,43 @@ def test_mlflow_ui_shows_the_study_its_trials_a_chart_and_best_config(tmp_path, 
     node.click()
     page.wait_for_selector("text=learning_rate", timeout=30_000)
     page.screenshot(path=str(tmp_path / "parent_artifacts.png"))
+
+
+def _status_icon(page, run_id: str) -> str:
+    """The status icon in a run's row of the runs table (the drawing of its first path)."""
+    icon = page.locator(f'div[row-id="{run_id}"] [col-id="runDateAndNestInfo"] svg path').first
+    icon.wait_for(state="attached", timeout=30_000)
+    return icon.get_attribute("d")
+
+
+def test_a_pruned_trial_is_not_shown_as_failed_in_the_runs_table(tmp_path, browser, ui_process):
+    from tests.unit.tracking.test_user_mistakes import _runs, _spec, _study, _trial
+
+    spec = _spec(tmp_path)
+    study = _study(spec)
+    from orchestrator.tracking.setup import recorder_for
+
+    recorder = recorder_for(study, spec, interval_s=3600).begin(study, spec, cluster={"nodes": 1, "cpus": 2, "gpus": 0})
+    for reason, state in (("completed", TrialState.COMPLETE), ("pruned at epoch 1", TrialState.PRUNED),
+                          ("failed: ValueError: boom", TrialState.FAIL)):
+        trial, tune_trial = _trial(study, recorder.callback, 0.1, 2)
+        trial.set_user_attr("stop_reason", reason)
+        study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+        recorder.callback.on_trial_complete(iteration=0, trials=[], trial=tune_trial)
+    assert recorder.finish(study, spec)
+    _, parent, children = _runs(spec, study)
+    experiment = parent.info.experiment_id
+    completed, pruned, failed = (children[f"trial-00{n}"].info.run_id for n in range(3))
+
+    process = ui_process(spec.name, "--storage", spec.storage, "--port", str(free_port()))
+    base = _read_url(process).group(1).split("/#/")[0]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{base}/#/experiments/{experiment}/runs", wait_until="load")
+    page.wait_for_selector(f'a[href="#/experiments/{experiment}/runs/{parent.info.run_id}"]', timeout=60_000)
+    page.click(f'div[row-id="{parent.info.run_id}"] button[data-component-id*="runnamecellrenderer"]')
+    for run_id in (completed, pruned, failed):
+        page.wait_for_selector(f'a[href="#/experiments/{experiment}/runs/{run_id}"]', timeout=30_000)
+    page.screenshot(path=str(tmp_path / "runs_states.png"))
+    ok, cut, bad = (_status_icon(page, run_id) for run_id in (completed, pruned, failed))
+    assert cut == ok, "the pruned trial shows another icon than the completed one"
+    assert bad != ok, "the failed trial should show MLflow's failure icon"

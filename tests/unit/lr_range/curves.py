@@ -48,6 +48,7 @@ class FakeStep:
 def synthetic(curve=valley, steps: int = 100, **kwargs) -> tuple[LRRangeResult, FakeStep]:
     step = FakeStep(curve, noise=kwargs.pop("noise", 0.0), spikes=kwargs.pop("spikes", None))
     model = nn.Linear(1, 1)
+    kwargs.setdefault("num_steps", steps)  # a ramp of exactly one epoch of ``steps`` batches
     result = lr_range_test(model, nn.MSELoss(), [None] * steps, {"momentum": 0.9}, step_fn=step, **kwargs)
     return result, step
 

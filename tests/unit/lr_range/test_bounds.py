@@ -67,7 +67,9 @@ def test_lr_find_command_on_the_example_study(workdir, capsys):
     out = capsys.readouterr().out
     assert code == 0
     result = json.loads(out)
-    assert result["num_steps"] <= result["steps_per_epoch"]  # at most one epoch of steps
+    # a 23-batch epoch is short of the default 100 steps: the ramp runs over 3 epochs
+    assert result["steps_per_epoch"] == 23 and result["num_steps"] == result["planned_steps"] == 69
+    assert result["fraction_of_epoch"] == 3.0
     low, high = result["bounds"]
     assert result["min_lr"] <= low < result["suggested_lr"] < high <= result["max_lr"]
     assert (workdir / "curve.png").stat().st_size > 10_000

@@ -99,6 +99,7 @@ def test_parent_run_of_a_study_with_no_completed_trial(tmp_path):
     by_name = {r.info.run_name: r for r in children}
     assert by_name["trial-000"].info.status == "FAILED"
     assert by_name["trial-000"].data.tags[Tag.STATUS] == "failed: ValueError: boom"
-    assert by_name["trial-001"].info.status == "KILLED"
+    assert by_name["trial-001"].info.status == "FINISHED"  # pruned is not a failure; the tags say how it ended
+    assert by_name["trial-001"].data.tags[Tag.STATE] == "PRUNED"
     assert by_name["trial-001"].data.tags[Tag.STATUS] == "pruned at epoch 1"
     assert not recorder.staging.exists()  # staged artifacts are removed once written
