@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--max-epochs", type=int, dest="max_epochs", help="epochs per trial at most")
     launch.add_argument("--seed", type=int, help="sampler and training seed")
     launch.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///stepsize.db")
-    launch.add_argument("--address", help="Ray address: auto, HOST:PORT or ray://HOST:PORT")
+    launch.add_argument("--address", help="Ray cluster to join: auto or the head's HOST:PORT (default: start Ray here)")
     launch.add_argument("--concurrency", type=int, help="concurrent trials at most (default: as the CPUs allow)")
     launch.add_argument("--results-dir", dest="results_dir", help="folder for Ray's trial state")
     launch.add_argument("--quiet", action="store_true", help="no live progress view (for scripts)")
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("name", help="study name")
     resume.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)")
     resume.add_argument("--trials", type=int, help="raise the study's budget to this many trials in all")
-    resume.add_argument("--address", help="Ray address: auto, HOST:PORT or ray://HOST:PORT")
+    resume.add_argument("--address", help="Ray cluster to join: auto or the head's HOST:PORT (default: start Ray here)")
     resume.add_argument("--quiet", action="store_true", help="no live progress view (for scripts)")
     resume.add_argument("--verbose", action="store_true", help="keep Ray's own logs")
 
@@ -160,16 +160,17 @@ def _print_summary(summary: Any) -> int:
     return 0
 
 
-_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 _SHOWN_FAILURES = 10
 
 
 def _summary_text(summary: Any) -> str:
+    from orchestrator.study.summary import STATE_WORDS
+
     counts = dict(summary.counts)
     interrupted = summary.interrupted
     if interrupted:
         counts.pop("RUNNING", None)
-    states = [f"{count} {_STATE_WORDS.get(state, state.lower())}" for state, count in sorted(counts.items())]
+    states = [f"{count} {STATE_WORDS.get(state, state.lower())}" for state, count in sorted(counts.items())]
     if interrupted:
         states.append(f"{interrupted} interrupted, resumable")
     text = f"study {summary.name}: {summary.total} trials ({', '.join(states) or 'none'}"

@@ -129,7 +129,8 @@ def probe_ray(host: str, port: int, client: bool, token: str | None, timeout: fl
     if _problem("ray", "__version__") is not None:
         return "unchecked"
     metadata = (("authorization", f"Bearer {token}"),) if token else None
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 host in brackets
+    with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(CLIENT_PROBE if client else GCS_PROBE)
         try:
             call(b"", timeout=timeout, metadata=metadata)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from orchestrator.credentials import check_variables, for_storing, has_password
 from orchestrator.errors import SpecError, StudyFailed, StudyInterrupted
-from orchestrator.run.ray_session import apply_tune_settings, ensure_ray
+from orchestrator.run.ray_session import apply_tune_settings, cluster_address, ensure_ray, preflight
 from orchestrator.spec import StudySpec, with_overrides
 from orchestrator.study.driver_lock import claim_driver, release_driver
 from orchestrator.study.storage import (
@@ -28,7 +28,7 @@ from orchestrator.study.storage import (
     refuse_existing_study,
     store_spec,
 )
-from orchestrator.study.summary import StudySummary, summarize
+from orchestrator.study.summary import STATE_WORDS, StudySummary, summarize
 from orchestrator.trial.ddp import require_train_v1
 from orchestrator.workloads.registry import resolve_workload
 
@@ -122,6 +122,7 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
     _refuse_unset_references(spec)
     resolve_workload(spec.workload)
     require_train_v1(spec)
+    preflight(spec.address)  # a bad --address is refused before it is stored with the study
     claim_driver(study)
     plan = plan_resume(study, spec, os.path.join(results_path(spec.results_dir), spec.name))
     store_spec(study, spec)
@@ -138,7 +139,8 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
 def _start_ray(spec: StudySpec, console: Console) -> None:
     """Join or start Ray, saying so first (it can take a while) and how long it took."""
     began = time.monotonic()
-    where = f"joining the Ray cluster at {spec.address}" if spec.address else "starting Ray on this machine"
+    joined = cluster_address(spec.address)
+    where = f"joining the Ray cluster at {joined}" if joined else "starting Ray on this machine"
     console.note(f"study {spec.name}: {where}...")
     ensure_ray(spec.address, console.verbose)
     console.note(f"study {spec.name}: Ray ready in {time.monotonic() - began:.1f} s")
@@ -153,13 +155,14 @@ def _check_trial_fits(spec: StudySpec, console: Console) -> None:
     why = unfit_resources(spec, nodes_resources())
     if why is None:
         return
-    if spec.address is None:
+    joined = cluster_address(spec.address)
+    if joined is None:
         raise SpecError("resources", {"cpus": spec.resources.cpus, "gpu": spec.resources.gpu,
                                       "workers": spec.resources.workers},
                         "what one node of the Ray cluster can hold",
                         f"{why} (Ray on this machine), so no trial could ever start. Lower it, or run "
                         "on a cluster that has such nodes (--address).")
-    console.note(f"warning: {why}; trials wait until a node that holds one joins the cluster at {spec.address}")
+    console.note(f"warning: {why}; trials wait until a node that holds one joins the cluster at {joined}")
 
 
 def _refuse_unset_references(spec: StudySpec) -> None:
@@ -181,7 +184,7 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     from orchestrator.run.progress import ProgressView, TrialErrorLog
     from orchestrator.run.schedulers import build_trial_scheduler, seed_scheduler
     from orchestrator.run.searcher import FailureRelay, OptunaStudySearcher
-    from orchestrator.run.stopping import StudyStopper, interruptible
+    from orchestrator.run.stopping import StudyStopper, deferred_interrupts, interruptible
     from orchestrator.tracking import start_recording
     from orchestrator.trial.trainable import make_trainable
 
@@ -193,74 +196,83 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     console.note(f"study {spec.name}: recording to MLflow")
     # MLflow: the parent run now, a child run per trial, each ended with the state the searcher told.
     recorder = start_recording(study, spec, status_of=lambda number: told_status(searcher, number))
-    if plan is not None:
-        recorder.backfill_objective(study, spec.objective.metric)
     view = None if console.quiet else ProgressView(searcher.progress, spec.objective.metric, console.out)
     show = view.show if view is not None else (lambda text: print(text, file=console.out, flush=True))
     errors = TrialErrorLog(spec.name, show)
     searcher.on_failure = errors  # the first trial with each distinct error is shown as it happens
-    # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
-    own: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
-    if view is not None:
-        own.append(view)
-    tuner = tune.Tuner(
-        make_trainable(spec),
-        tune_config=tune.TuneConfig(
-            search_alg=elastic_limiter(searcher, spec),  # concurrency follows the cluster's nodes
-            scheduler=scheduler,
-            num_samples=new_trials + len(tickets),
-            max_concurrent_trials=None,  # the elastic limiter caps at spec.concurrency
-            reuse_actors=True,
-            time_budget_s=spec.budget.time_limit_s,
-        ),
-        run_config=tune.RunConfig(
-            name=spec.name,
-            storage_path=results_path(spec.results_dir),
-            stop=StudyStopper(searcher, spec.budget.max_epochs, stopper),
-            callbacks=[*own, *callbacks],
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        ),
-    )
-    console.note(f"study {spec.name}: starting {new_trials + len(tickets)} trials"
-                 + (f" ({len(tickets)} resumed)" if tickets else ""))
-    if view is not None:
-        view.start()
     started = time.monotonic()
-    left_running = 0
-    with interruptible(searcher, show):
-        try:
-            tuner.fit()
-        except KeyboardInterrupt:  # a second Ctrl-C: end now, keeping what was told
-            searcher.interrupted = True
-        finally:
+    try:
+        if plan is not None:
+            recorder.backfill_objective(study, spec.objective.metric)
+        # The recorder's callback comes after FailureRelay: a failed trial is told before it is recorded.
+        own: list[tune.Callback] = [FailureRelay(searcher), recorder.callback]
+        if view is not None:
+            own.append(view)
+        tuner = tune.Tuner(
+            make_trainable(spec),
+            tune_config=tune.TuneConfig(
+                search_alg=elastic_limiter(searcher, spec),  # concurrency follows the cluster's nodes
+                scheduler=scheduler,
+                num_samples=new_trials + len(tickets),
+                max_concurrent_trials=None,  # the elastic limiter caps at spec.concurrency
+                reuse_actors=True,
+                time_budget_s=spec.budget.time_limit_s,
+            ),
+            run_config=tune.RunConfig(
+                name=spec.name,
+                storage_path=results_path(spec.results_dir),
+                stop=StudyStopper(searcher, spec.budget.max_epochs, stopper, note=show),
+                callbacks=[*own, *callbacks],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        console.note(f"study {spec.name}: starting {new_trials + len(tickets)} trials"
+                     + (f" ({len(tickets)} resumed)" if tickets else ""))
+        if view is not None:
+            view.start()
+        with interruptible(searcher):
+            try:
+                tuner.fit()
+            except KeyboardInterrupt:  # a second Ctrl-C: end now, keeping what was told
+                searcher.interrupted = True
+    except KeyboardInterrupt:  # before the run started
+        searcher.interrupted = True
+    finally:
+        # The study's end is written with Ctrl-C deferred (a second one quits at once).
+        with deferred_interrupts():
             if view is not None:
                 view.close()
             limit = spec.budget.time_limit_s
             timed_out = limit is not None and time.monotonic() - started >= limit * 0.95
-            interrupted = searcher.interrupted or not timed_out and searcher.contract_error is None
-            left_running = searcher.end_live_trials(interrupted=interrupted)
+            left_running = searcher.end_live_trials(interrupted=searcher.interrupted or not timed_out and
+                                                    searcher.contract_error is None)
             status = "KILLED" if searcher.interrupted else "FAILED" if searcher.contract_error else None
             try:
                 recorder.finish(study, spec, status=status)
             finally:
                 release_driver(study)
     outcome = RunOutcome(summarize(study, spec), searcher.progress, left_running)
-    return _judge(outcome, spec, searcher, errors)
+    return _judge(outcome, spec, searcher, errors, console)
 
 
-def _judge(outcome: RunOutcome, spec: StudySpec, searcher: "OptunaStudySearcher", errors: Any) -> RunOutcome:
+def _judge(outcome: RunOutcome, spec: StudySpec, searcher: "OptunaStudySearcher", errors: Any,
+           console: Console = Console()) -> RunOutcome:
     """The run's outcome, or the error that says why the study could not do its job: it was
     interrupted (resumable), the objective was never reported, or no trial completed."""
     summary = outcome.summary
     if searcher.contract_error is not None:
         raise searcher.contract_error
-    if searcher.interrupted or outcome.left_running:
+    if searcher.interrupted:
         raise StudyInterrupted(
             f"study {spec.name} interrupted: {summary.finished} trials finished, {outcome.left_running} left unfinished"
             f" (they stay resumable, from their last checkpoint). Continue it with: {resume_command(spec)}",
             summary)
+    if outcome.left_running:  # a caller's stopper ended the run: the trials it cut stay resumable
+        console.note(f"stopped with {outcome.left_running} trials unfinished; continue the study with: "
+                     f"{resume_command(spec)}")
+        return outcome
     if summary.best_number is None and summary.total:
         failed = summary.counts.get("FAIL", 0)
         if failed == summary.total:
@@ -271,21 +283,22 @@ def _judge(outcome: RunOutcome, spec: StudySpec, searcher: "OptunaStudySearcher"
                 f"{spec.name} --errors), then launch again with --new.", summary)
         raise StudyFailed(
             f"study {spec.name}: no trial completed ({_states(summary)}), so it has no best configuration. "
-            "Give trials more time (budget.time_limit) or more trials (budget.trials), or resume it with "
-            f"--trials N: {resume_command(spec)} --trials {summary.total + spec.budget.trials}", summary)
+            "Give trials more time (budget.time_limit) or more trials (budget.trials), or resume it with more "
+            f"trials: {resume_command(spec, trials=summary.total + spec.budget.trials)}", summary)
     return outcome
 
 
 def _states(summary: StudySummary) -> str:
-    return ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.counts.items()))
+    return ", ".join(f"{count} {STATE_WORDS.get(state, state.lower())}" for state, count in sorted(summary.counts.items()))
 
 
-def resume_command(spec: StudySpec) -> str:
+def resume_command(spec: StudySpec, trials: int | None = None) -> str:
     """The command that continues ``spec``'s study (its storage URL without a password: the
     password comes from ~/.pgpass or PGPASSWORD, as the note says)."""
     storage = shlex.quote(for_storing(spec.storage))
+    more = f" --trials {trials}" if trials is not None else ""
     login = " (with the password in ~/.pgpass or PGPASSWORD)" if has_password(spec.storage) else ""
-    return f"stepsize resume {spec.name} --storage {storage}{login}"
+    return f"stepsize resume {spec.name} --storage {storage}{more}{login}"
 
 
 def told_status(searcher: "OptunaStudySearcher", number: int) -> "TrialStatus | None":

@@ -119,15 +119,19 @@ class ProgressView(Callback):
         self.start()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._running = sum(1 for t in trials if t.status == _RUNNING)
-        self._starting = sum(1 for t in trials if t.status == _PENDING)
-        self.draw()
+        self._count(trials)  # drawn by the clock: Tune's loop steps ten times a second
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.on_step_end(iteration, trials)
+        self._count(trials)
+        self.draw()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.on_step_end(iteration, trials)
+        self._count(trials)
+        self.draw()
+
+    def _count(self, trials: list) -> None:
+        self._running = sum(1 for t in trials if t.status == _RUNNING)
+        self._starting = sum(1 for t in trials if t.status == _PENDING)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
@@ -140,7 +144,9 @@ class ProgressView(Callback):
             self._clock.start()
 
     def close(self) -> None:
-        """Stop the clock and leave the last line on the screen."""
+        """Stop the clock and leave the last line on the screen (once)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._running, self._starting = None, 0  # the searcher's count: Tune's list is not redrawn after the end
         self.draw(final=True)
@@ -153,7 +159,8 @@ class ProgressView(Callback):
             self._stream.write(text + "\n")
             self._drawn = False
             self._stream.flush()
-        self.draw(force=True)
+        if not self._stop.is_set():  # after close, the last line is already on the screen
+            self.draw(force=True)
 
     def draw(self, final: bool = False, force: bool = False) -> None:
         now = time.monotonic()
@@ -161,7 +168,7 @@ class ProgressView(Callback):
             self._estimate.update(self._progress, now)
             finished = self._progress.finished
             if self._tty:
-                if not (final or force) and self._stop.is_set():
+                if not final and self._stop.is_set():
                     return
                 self._stream.write("\r\033[K" + self._line(now) + ("\n" if final else ""))
                 self._drawn = not final

@@ -153,17 +153,16 @@ def driver_token(address: str) -> tuple[str | None, str]:
     return None, f"no RAY_AUTH_TOKEN and no token file at {path}"
 
 
-def _split(address: str) -> tuple[str, int, bool]:
-    """``(host, port, is_ray_client)`` of ``HOST:PORT`` or ``ray://HOST:PORT``."""
-    client = address.startswith("ray://")
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    return host.strip("[]"), int(port), client
+def _split(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (an IPv6 host may be in brackets)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def check_ray_address(address: str, where: str) -> None:
-    """Before ``ray.init``: the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or
-    ``ray://HOST:PORT``, given as ``where``) answers, as Ray, and takes this driver's token;
-    :class:`ServiceUnreachable` naming ``where``, the address and what to check otherwise."""
+    """Before ``ray.init``: the Ray cluster at ``address`` (``auto`` or ``HOST:PORT``, given as
+    ``where``) answers, as Ray, and takes this driver's token; :class:`ServiceUnreachable`
+    naming ``where``, the address and what to check otherwise."""
     import socket
 
     from orchestrator._compat.ray_config import auto_address, probe_ray
@@ -178,30 +177,24 @@ def check_ray_address(address: str, where: str) -> None:
             return  # an unchecked Ray: it looks for the cluster itself
         shown, address = f"auto ({found})", found
     try:
-        host, port, client = _split(address)
+        host, port = _split(address)
     except ValueError:
-        raise ServiceUnreachable(f"{where} is {address!r}; expected auto, HOST:PORT or ray://HOST:PORT.") from None
-    port_kind = "its Ray Client server port (10001 by default)" if client else \
-        "the head's GCS port, as `ray start --head` printed it (6379 by default)"
+        raise ServiceUnreachable(f"{where} is {address!r}; expected auto or HOST:PORT.") from None
     check = (f"Check that the cluster is up (`ray status` on its head node; `stepsize cluster status` for a local "
-             f"one), that {host} is reachable from this machine and that {port} is {port_kind}; or {_START_ONE}.")
-    if client:
-        try:
-            import grpc  # noqa: F401 - Ray Client's transport
-        except ImportError:
-            raise ServiceUnreachable(f"{where} is {shown}, a Ray Client address, which needs Ray's client extra: "
-                                     "pip install 'ray[client]'; or use the head's HOST:PORT.") from None
+             f"one), that {host} is reachable from this machine and that {port} is the head's GCS port, as "
+             f"`ray start --head` printed it (6379 by default); or {_START_ONE}.")
     try:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as exc:
         reason = "no answer within {:g} s".format(PROBE_TIMEOUT_S) if isinstance(exc, TimeoutError) else \
             (exc.strerror or str(exc)).lower()
         raise ServiceUnreachable(f"cannot reach the Ray cluster at {shown} ({where}): {reason}. {check}") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # a TLS cluster: the plain probe cannot speak to it, ray.init will
     token, source = driver_token(address)
-    answer = probe_ray(host, port, client, token, PROBE_TIMEOUT_S)
+    answer = probe_ray(host, port, False, token, PROBE_TIMEOUT_S)
     if answer == "not-ray":
-        server = "a Ray Client server" if client else "a Ray cluster's GCS"
-        raise ServiceUnreachable(f"{shown} ({where}) answers, but not as {server}. {check}")
+        raise ServiceUnreachable(f"{shown} ({where}) answers, but not as a Ray cluster's GCS. {check}")
     if answer == "unauthenticated":
         raise ServiceUnreachable(_auth_message(shown, where, token, source))
 
@@ -233,6 +226,35 @@ def _join(ray: Any, options: dict, address: str) -> None:
                                  "RAY_AUTH_TOKEN_PATH).") from None
 
 
+def cluster_address(address: str | None) -> str | None:
+    """The cluster a driver given ``address`` joins: ``address``, else ``RAY_ADDRESS``, else None
+    (a Ray started on this machine)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def preflight(address: str | None) -> None:
+    """Before anything is written: the token set-up, and for a cluster its address checked
+    (:func:`check_ray_address`). A Ray Client address (``ray://``) in ``RAY_ADDRESS`` is refused
+    (the study file's ``address`` refuses it already): Ray Tune would run the study's loop on the
+    cluster, away from the searcher's storage and the MLflow record."""
+    target = cluster_address(address)
+    where = "--address / `address`" if address else "RAY_ADDRESS"
+    if target is not None and target.startswith("ray://"):
+        raise ServiceUnreachable(f"RAY_ADDRESS is {target!r}, a Ray Client address, which stepsize does not use: "
+                                 "Ray Tune would run the study's loop on the cluster, away from its storage and "
+                                 "MLflow record. Unset it, or set it to the head's HOST:PORT (6379 by default).")
+    if address is None:
+        private_local_token()
+    else:
+        prepare_driver_auth(address)  # before Ray is imported: a token given for a cluster turns auth on
+        if os.environ.get(MODE_ENV, "token").lower() == "token":
+            check_token_file(token_path())
+    if target is not None:
+        for key, value in JOIN_ENV.items():
+            os.environ.setdefault(key, value)
+        check_ray_address(target, where)
+
+
 def ensure_ray(address: str | None, verbose: bool = False) -> None:
     """Connect to the Ray cluster at ``address`` or start one on this machine (idempotent). A Ray
     started here listens on 127.0.0.1 only and keeps its token private."""
@@ -241,17 +263,7 @@ def ensure_ray(address: str | None, verbose: bool = False) -> None:
     loaded = sys.modules.get("ray")
     if loaded is not None and loaded.is_initialized():
         return
-    if address is None:
-        private_local_token()
-    else:
-        prepare_driver_auth(address)  # before Ray is imported: a token given for a cluster turns auth on
-        if os.environ.get(MODE_ENV, "token").lower() == "token":
-            check_token_file(token_path())
-    target = address or os.environ.get("RAY_ADDRESS") or None
-    if target is not None:
-        for key, value in JOIN_ENV.items():
-            os.environ.setdefault(key, value)
-        check_ray_address(target, "--address / `address`" if address else "RAY_ADDRESS")
+    preflight(address)
     import ray
 
     options = dict(address=address, runtime_env=worker_env(), include_dashboard=False if address is None else None,

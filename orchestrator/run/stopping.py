@@ -1,9 +1,9 @@
 """When trials and the whole run stop: the epoch budget per trial, a broken objective contract,
 and Ctrl-C.
 
-Ray Tune's own Ctrl-C handler is turned off (its public ``TUNE_DISABLE_SIGINT_HANDLER``): the first Ctrl-C asks :class:`StudyStopper` to end the run
-(trials that were running stay RUNNING in the storage, for ``stepsize resume``), a second one
-quits at once.
+Ray Tune's own Ctrl-C handler is turned off (its public ``TUNE_DISABLE_SIGINT_HANDLER``): the
+first Ctrl-C asks :class:`StudyStopper` to end the run (trials that were running stay RUNNING in
+the storage, for ``stepsize resume``), a second one quits at once.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 class StudyStopper(Stopper):
     """Stops a trial at the epoch budget or at a report without the objective; stops the run when
     the user interrupts it or the objective contract broke. ``extra`` is a caller's Ray Tune
-    stopper, consulted too."""
+    stopper, consulted too; ``note`` says (once, from Tune's loop) that an interruption was heard."""
 
-    def __init__(self, searcher: "OptunaStudySearcher", max_epochs: int, extra: Stopper | None = None):
+    def __init__(self, searcher: "OptunaStudySearcher", max_epochs: int, extra: Stopper | None = None,
+                 note: Callable[[str], None] | None = None):
         self._searcher = searcher
         self._max_epochs = max_epochs
         self._extra = extra
+        self._note = note
+        self._announced = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if not self._searcher.check_objective(trial_id, result):
@@ -43,17 +46,40 @@ class StudyStopper(Stopper):
 
     def stop_all(self) -> bool:
         searcher = self._searcher
-        if searcher.interrupted or searcher.contract_error is not None:
+        if searcher.interrupted:
+            if not self._announced and self._note is not None:
+                self._announced = True
+                self._note("interrupted: stopping the running trials (they stay resumable); "
+                           "press Ctrl-C again to quit at once")
+            return True
+        if searcher.contract_error is not None:
             return True
         return bool(self._extra.stop_all()) if self._extra is not None else False
 
+    # Tune pickles its run configuration; the searcher and the note stay out (as the searcher's
+    # own state does), an unpickled copy stops nothing early but the epoch budget.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_max_epochs": self._max_epochs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from orchestrator.run.searcher import OptunaStudySearcher
+
+        searcher = OptunaStudySearcher.__new__(OptunaStudySearcher)
+        searcher.__setstate__({"metric": None, "mode": None})
+        self.__init__(searcher, state["_max_epochs"])  # type: ignore[misc]
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
 
 @contextmanager
-def interruptible(searcher: "OptunaStudySearcher", note: Callable[[str], None]) -> Iterator[None]:
-    """While the run lasts: the first Ctrl-C marks ``searcher`` interrupted (the stopper then ends
-    the run at its next step) and says so through ``note``; a second raises KeyboardInterrupt.
-    Outside the main thread signals cannot be caught and nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+def interruptible(searcher: "OptunaStudySearcher") -> Iterator[None]:
+    """While Tune runs: the first Ctrl-C only marks ``searcher`` interrupted (the stopper ends the
+    run at its next step, and says so); a second raises KeyboardInterrupt. The handler does nothing
+    else: it may run in the middle of any line of the main thread, a print included. Outside the
+    main thread signals cannot be caught and nothing changes."""
+    if not _main_thread():
         yield
         return
 
@@ -63,10 +89,36 @@ def interruptible(searcher: "OptunaStudySearcher", note: Callable[[str], None]) 
     def first(signum: int, frame: Any) -> None:
         searcher.interrupted = True
         signal.signal(signal.SIGINT, second)
-        note("interrupted: stopping the running trials (they stay resumable); press Ctrl-C again to quit at once")
 
+    saved_env = os.environ.get(TUNE_SIGINT_ENV)
     os.environ[TUNE_SIGINT_ENV] = "1"  # read by Tune when the run starts
     previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if saved_env is None:
+            os.environ.pop(TUNE_SIGINT_ENV, None)
+        else:
+            os.environ[TUNE_SIGINT_ENV] = saved_env
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """While the study's end is written (seconds): a first Ctrl-C is only acknowledged (straight
+    to standard error, which is safe inside a signal handler), a second raises KeyboardInterrupt."""
+    if not _main_thread():
+        yield
+        return
+    pressed = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        os.write(2, b"\nstepsize: writing the study's end (a few seconds); press Ctrl-C again to quit without it\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:

@@ -245,8 +245,15 @@ def _resources(value: Any) -> Resources:
 def _address(value: Any) -> str | None:
     if value in (None, "", "local"):
         return None
-    if not isinstance(value, str) or not (value == "auto" or re.match(r"^(ray://)?[\w.-]+:\d{1,5}$", value)):
-        raise SpecError("address", value, "null (start Ray on this machine), 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
+    accepted = "null (start Ray on this machine), 'auto' or 'HOST:PORT' (the head's GCS address)"
+    if isinstance(value, str) and value.startswith("ray://"):
+        raise SpecError("address", value, accepted,
+                        "A Ray Client address makes Ray Tune run the study's loop on the cluster, away from the "
+                        "study's storage, its MLflow record and its progress view, so stepsize joins a cluster "
+                        "directly: run stepsize on a node that reaches the head's GCS port (for example on the head, "
+                        "over SSH) with --address HOST:6379, or `auto` on a node of the cluster.")
+    if not isinstance(value, str) or not (value == "auto" or re.match(r"^[\w.-]+:\d{1,5}$", value)):
+        raise SpecError("address", value, accepted)
     return value
 
 

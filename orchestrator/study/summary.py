@@ -15,6 +15,9 @@ from orchestrator.keys import TrialAttr
 from orchestrator.spec import StudySpec
 from orchestrator.study.driver_lock import active_driver
 
+STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+               "WAITING": "waiting"}  # an Optuna state as a summary line says it
+
 
 @dataclass(frozen=True)
 class TrialFailure:

@@ -176,12 +176,14 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
     if threading.current_thread() is threading.main_thread():
         # `kill` ends the UI too, not only this command.
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    started = False
     try:
         record = study_record(study, spec, out)
         if not _wait_healthy(base, process, START_TIMEOUT_S):
             stop(process)
             raise UIStartError(f"mlflow ui did not start on {base} (exit code {process.poll()}); its log "
                                f"{log_file.name} ends:\n{_tail(log_file.name)}")
+        started = True
         print(f"MLflow UI for study {name}: {record.url(base)}", file=out, flush=True)
         print(f"(listening on {host} only; from another machine: ssh -L {port}:{host}:{port} USER@THIS_HOST, "
               "then open the same URL there. Ctrl-C stops it.)", file=out, flush=True)
@@ -190,5 +192,5 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
         return 130
     finally:
         stop(process)
-        if process.returncode in (0, -signal.SIGTERM, 130):
-            os.unlink(log_file.name)
+        if started and process.returncode in (0, -signal.SIGTERM, 130):
+            os.unlink(log_file.name)  # kept when the server did not start: the error names it

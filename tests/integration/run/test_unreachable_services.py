@@ -1,5 +1,5 @@
 """Services that cannot be used, with real servers: a token-authenticated Ray cluster reached
-without (or with another) token, a Ray Client (``ray://``) join, a PostgreSQL that was stopped.
+without (or with another) token, a PostgreSQL that was stopped.
 Each answers in one paragraph naming the option and the fix, within seconds, writing nothing."""
 
 from __future__ import annotations
@@ -110,23 +110,13 @@ def test_another_clusters_token_is_named(token_head, tmp_path):
     _nothing_written(tmp_path)
 
 
-def test_a_ray_client_address_without_the_token_is_named(token_head, tmp_path):
-    _, client_port, _ = token_head
-    code, err, seconds = _launch(tmp_path, f"ray://127.0.0.1:{client_port}", _driver_env(tmp_path))
-    assert code == 1 and seconds < 60, err
-    assert f"the Ray cluster at ray://127.0.0.1:{client_port} (--address / `address`) uses token authentication" in err
-    _nothing_written(tmp_path)
-
-
-@pytest.mark.parametrize("client", [False, True], ids=["gcs", "ray-client"])
-def test_the_driver_joins_with_the_token(token_head, tmp_path, client):
-    port, client_port, token = token_head
-    address = f"ray://127.0.0.1:{client_port}" if client else f"127.0.0.1:{port}"
+def test_the_driver_joins_with_the_token(token_head, tmp_path):
+    port, _, token = token_head
     script = ("import sys, ray; from orchestrator.run.ray_session import ensure_ray; ensure_ray(sys.argv[1]); "
               "print(ray.cluster_resources().get('CPU')); ray.shutdown()")
     env = _driver_env(tmp_path, RAY_AUTH_TOKEN_PATH=str(token))  # stepsize turns token mode on for it
-    done = subprocess.run([sys.executable, "-c", script, address], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, f"127.0.0.1:{port}"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "1.0", done.stderr
 
 

@@ -103,7 +103,7 @@ def test_a_run_without_a_completed_trial_is_a_failed_study(tmp_path):
     import pytest
 
     from orchestrator.errors import StudyFailed, StudyInterrupted
-    from orchestrator.run.launch import RunOutcome, _judge
+    from orchestrator.run.launch import Console, RunOutcome, _judge
     from orchestrator.study.summary import StudySummary
     from tests.conftest import study_spec
 
@@ -115,7 +115,7 @@ def test_a_run_without_a_completed_trial_is_a_failed_study(tmp_path):
         _judge(RunOutcome(pruned), spec, searcher, errors)
     assert str(caught.value) == (
         "study short: no trial completed (4 pruned), so it has no best configuration. Give trials more time "
-        "(budget.time_limit) or more trials (budget.trials), or resume it with --trials N: stepsize resume short "
+        "(budget.time_limit) or more trials (budget.trials), or resume it with more trials: stepsize resume short "
         f"--storage sqlite:///{tmp_path}/optuna.db --trials 8")
     assert caught.value.exit_code == 1 and caught.value.summary is pruned
     searcher.interrupted = True
@@ -123,4 +123,9 @@ def test_a_run_without_a_completed_trial_is_a_failed_study(tmp_path):
         _judge(RunOutcome(StudySummary("short", "val_loss", "min", {"COMPLETE": 1, "RUNNING": 2}), left_running=2),
                spec, searcher, errors)
     assert caught.value.exit_code == 130
+    searcher.interrupted = False  # a caller's stopper ended the run: a note, and the outcome
+    cut = RunOutcome(StudySummary("short", "val_loss", "min", {"COMPLETE": 1, "RUNNING": 2}), left_running=2)
+    notes = io.StringIO()
+    assert _judge(cut, spec, searcher, errors, Console(stream=notes)) is cut
+    assert notes.getvalue().startswith("stopped with 2 trials unfinished; continue the study with: stepsize resume")
     assert str(caught.value).startswith("study short interrupted: 1 trials finished, 2 left unfinished")

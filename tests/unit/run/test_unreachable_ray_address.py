@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -32,16 +35,16 @@ def _study(tmp_path: Path) -> Path:
 
 
 def _launch(tmp_path: Path, address: str, capsys) -> tuple[int, str, float]:
+    """``stepsize launch`` in a process of its own (this one may hold a Ray of other tests)."""
     start = time.monotonic()
-    code = main(["launch", str(_study(tmp_path)), "--address", address, "--quiet"])
-    return code, capsys.readouterr().err, time.monotonic() - start
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "launch", str(_study(tmp_path)),
+                           "--address", address, "--quiet"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stderr, time.monotonic() - start
 
 
 def _nothing_written(tmp_path: Path) -> None:
-    import sys
-
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "ray").exists()
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 
 def test_a_refused_address_is_one_paragraph_naming_the_option(tmp_path, capsys, no_ray_env):
@@ -90,3 +93,26 @@ def test_auto_with_no_cluster_says_how_to_start_one(no_ray_env):
     message = str(caught.value)
     assert "`auto`" in message and "there is none" in message
     assert "stepsize cluster up" in message and "ray start --head" in message
+
+
+def test_a_ray_client_address_is_refused_before_anything(workdir, capsys):
+    from orchestrator.cli import main
+
+    (workdir / "study.yaml").write_text("name: rc\nbudget: {trials: 2, max_epochs: 2}\n")
+    code = main(["launch", "study.yaml", "--address", "ray://10.0.0.5:10001"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("stepsize: invalid study spec: `address` is 'ray://10.0.0.5:10001'; expected null (start "
+                          "Ray on this machine), 'auto' or 'HOST:PORT' (the head's GCS address). A Ray Client address")
+    assert "--address HOST:6379" in err and sorted(p.name for p in workdir.iterdir()) == ["study.yaml"]
+
+
+def test_a_ray_client_address_in_ray_address_is_refused(monkeypatch):
+    import pytest
+
+    from orchestrator.errors import ServiceUnreachable
+    from orchestrator.run.ray_session import preflight
+
+    monkeypatch.setenv("RAY_ADDRESS", "ray://10.0.0.5:10001")
+    with pytest.raises(ServiceUnreachable, match="RAY_ADDRESS is 'ray://10.0.0.5:10001', a Ray Client address"):
+        preflight(None)
