@@ -22,7 +22,7 @@ from typing import TextIO
 
 from orchestrator.credentials import connectable, redact, without_userinfo
 from orchestrator.errors import NoRecordError, UIStartError, UsageError
-from orchestrator.keys import StudyAttr
+from orchestrator.keys import StudyAttr, Tag
 from orchestrator.tracking import naming
 
 START_TIMEOUT_S = 120.0  # mlflow ui takes 5-10 s to start on a small machine; more under load
@@ -43,6 +43,41 @@ class StudyRecord:
 
     def url(self, base: str) -> str:
         return f"{base.rstrip('/')}/{self.fragment()}"
+
+    def table_url(self, base: str) -> str:
+        """The experiment's runs table, opened on the view :func:`save_table_view` stored."""
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+
+
+# The MLflow UI's shared views: a view stored in the experiment tag ``mlflow.sharedViewState.KEY``
+# opens with ``?viewStateShareKey=KEY`` (the UI's "Share" button stores them the same way). A view
+# of the runs table with the objective and the trial's state as columns.
+VIEW_KEY = "stepsize-trials"
+_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def table_view(record: StudyRecord, metric: str) -> dict:
+    """The runs-table view: the objective, the trial's state and stop reason, the duration.
+    (MLflow 3.17 does not restore expanded rows from a shared view: the study's row is expanded by
+    a click on it.)"""
+    return {
+        "selectedColumns": [f"metrics.`{metric}`", f"tags.`{Tag.STATE}`", f"tags.`{Tag.STATUS}`",
+                            "attributes.`Duration`"],
+    }
+
+
+def save_table_view(record: StudyRecord, metric: str) -> bool:
+    """Store :func:`table_view` in the study's experiment (True when it was stored)."""
+    import json
+
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=connectable(record.tracking_uri, "tracking_uri"))
+        client.set_experiment_tag(record.experiment_id, _VIEW_TAG + VIEW_KEY, json.dumps(table_view(record, metric)))
+        return True
+    except Exception:  # noqa: BLE001 - the plain URLs still work
+        return False
 
 
 def find_record(name: str, storage: str, out: TextIO | None = None) -> StudyRecord:
@@ -164,6 +199,9 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
         record = study_record(study, spec, out)
         print(f"study {name} is recorded on the tracking server {redact(record.tracking_uri)}:", file=out)
         print(record.url(without_userinfo(record.tracking_uri)), file=out)
+        if save_table_view(record, spec.objective.metric):
+            print(f"its trials, with {spec.objective.metric} and their state: "
+                  f"{record.table_url(without_userinfo(record.tracking_uri))}", file=out)
         return 0
     if not _port_free(host, port):
         raise UsageError(f"port {port} on {host} is in use; pass another with --port")
@@ -185,6 +223,9 @@ def serve(name: str, storage: str, host: str = "127.0.0.1", port: int = 5000, ou
                                f"{log_file.name} ends:\n{_tail(log_file.name)}")
         started = True
         print(f"MLflow UI for study {name}: {record.url(base)}", file=out, flush=True)
+        if save_table_view(record, spec.objective.metric):
+            print(f"its trials, with {spec.objective.metric} and their state: {record.table_url(base)}",
+                  file=out, flush=True)
         print(f"(listening on {host} only; from another machine: ssh -L {port}:{host}:{port} USER@THIS_HOST, "
               "then open the same URL there. Ctrl-C stops it.)", file=out, flush=True)
         return process.wait()

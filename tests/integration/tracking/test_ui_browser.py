@@ -163,3 +163,41 @@ def test_a_pruned_trial_is_not_shown_as_failed_in_the_runs_table(tmp_path, brows
     ok, cut, bad = (_status_icon(page, run_id) for run_id in (completed, pruned, failed))
     assert cut == ok, "the pruned trial shows another icon than the completed one"
     assert bad != ok, "the failed trial should show MLflow's failure icon"
+
+
+def test_the_printed_runs_table_shows_the_objective_and_the_state_without_configuring(tmp_path, browser, ui_process):
+    from tests.unit.tracking.test_user_mistakes import _runs, _spec, _study, _trial
+
+    spec = _spec(tmp_path)
+    study = _study(spec)
+    from orchestrator.tracking.setup import recorder_for
+
+    recorder = recorder_for(study, spec, interval_s=3600).begin(study, spec, cluster={"nodes": 1, "cpus": 2, "gpus": 0})
+    for reason, state in (("completed", TrialState.COMPLETE), ("pruned at epoch 1", TrialState.PRUNED)):
+        trial, tune_trial = _trial(study, recorder.callback, 0.1, 2)
+        trial.set_user_attr("stop_reason", reason)
+        study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+        recorder.callback.on_trial_complete(iteration=0, trials=[], trial=tune_trial)
+    assert recorder.finish(study, spec)
+    _, parent, children = _runs(spec, study)
+
+    process = ui_process(spec.name, "--storage", spec.storage, "--port", str(free_port()))
+    _read_url(process)
+    line = process.stdout.readline()
+    assert line.startswith(f"its trials, with {spec.objective.metric} and their state: "), line
+    table = line.split(": ", 1)[1].strip()
+    assert table.endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey=stepsize-trials")
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(table, wait_until="load")
+    pruned = children["trial-001"].info.run_id
+    page.wait_for_selector(f'div[row-id="{parent.info.run_id}"] button[data-component-id*="runnamecellrenderer"]',
+                           timeout=60_000)
+    page.click(f'div[row-id="{parent.info.run_id}"] button[data-component-id*="runnamecellrenderer"]')
+    row = page.locator(f'div[row-id="{pruned}"]')  # the grid draws a row in its pinned and scrolled parts
+    row.first.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "runs_table_view.png"))
+    headers = page.locator('[role="columnheader"]').all_inner_texts()
+    assert any(spec.objective.metric in text for text in headers), headers
+    assert any("stepsize.state" in text for text in headers), headers
+    text = " ".join(row.all_inner_texts())
+    assert "PRUNED" in text and "pruned at epoch 1" in text, text
