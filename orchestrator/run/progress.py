@@ -12,7 +12,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from orchestrator.run.searcher import SearchProgress, last_line
+from orchestrator.run.searcher import SearchProgress
+from orchestrator.study.summary import last_line
 
 _NUMBER = re.compile(r"\d+(\.\d+)?(e[-+]?\d+)?")
 

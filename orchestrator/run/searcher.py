@@ -21,6 +21,7 @@ from orchestrator.errors import ObjectiveNotReported
 from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, TrialAttr
 from orchestrator.spec import StudySpec
 from orchestrator.study.samplers import AskTellGridSampler
+from orchestrator.study.summary import last_line
 from orchestrator.training.lr_scaling import apply_lr_scaling
 
 # Keys of a result that are not metrics the workload reported.
@@ -300,11 +301,6 @@ def _read_error_file(trial: Any) -> str | None:
         return open(path).read() if path else None
     except OSError:
         return None
-
-
-def last_line(text: str) -> str:
-    """The last non-empty line of an error text (for a traceback: the exception and its message)."""
-    return (text.strip().splitlines() or ["error"])[-1].strip()
 
 
 def reported_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -98,10 +98,14 @@ def trial_config(trial: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
     return copyable_config(config, spec.lr_scaling.rule, spec.lr_scaling.reference_batch_size)
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of an error text (for a traceback: the exception and its message)."""
+    return (text.strip().splitlines() or ["error"])[-1].strip()
+
+
 def _failure(trial: FrozenTrial) -> TrialFailure:
     text = str(trial.user_attrs.get(TrialAttr.ERROR) or trial.user_attrs.get(TrialAttr.STOP_REASON) or "failed")
-    line = (text.strip().splitlines() or ["failed"])[-1].strip()
-    return TrialFailure(trial.number, line, text)
+    return TrialFailure(trial.number, last_line(text), text)
 
 
 def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:

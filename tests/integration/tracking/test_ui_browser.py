@@ -132,22 +132,29 @@ def _status_icon(page, run_id: str) -> str:
     return icon.get_attribute("d")
 
 
-def test_a_pruned_trial_is_not_shown_as_failed_in_the_runs_table(tmp_path, browser, ui_process):
+def _recorded_study(tmp_path, ends):
+    """A study recorded in MLflow with one trial run per ``(stop reason, state)`` in ``ends``;
+    returns its spec, parent run and trial runs by name."""
+    from orchestrator.tracking.setup import recorder_for
     from tests.unit.tracking.test_user_mistakes import _runs, _spec, _study, _trial
 
     spec = _spec(tmp_path)
     study = _study(spec)
-    from orchestrator.tracking.setup import recorder_for
-
     recorder = recorder_for(study, spec, interval_s=3600).begin(study, spec, cluster={"nodes": 1, "cpus": 2, "gpus": 0})
-    for reason, state in (("completed", TrialState.COMPLETE), ("pruned at epoch 1", TrialState.PRUNED),
-                          ("failed: ValueError: boom", TrialState.FAIL)):
+    for reason, state in ends:
         trial, tune_trial = _trial(study, recorder.callback, 0.1, 2)
         trial.set_user_attr("stop_reason", reason)
         study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
         recorder.callback.on_trial_complete(iteration=0, trials=[], trial=tune_trial)
     assert recorder.finish(study, spec)
     _, parent, children = _runs(spec, study)
+    return spec, parent, children
+
+
+def test_a_pruned_trial_is_not_shown_as_failed_in_the_runs_table(tmp_path, browser, ui_process):
+    spec, parent, children = _recorded_study(tmp_path, [
+        ("completed", TrialState.COMPLETE), ("pruned at epoch 1", TrialState.PRUNED),
+        ("failed: ValueError: boom", TrialState.FAIL)])
     experiment = parent.info.experiment_id
     completed, pruned, failed = (children[f"trial-00{n}"].info.run_id for n in range(3))
 
@@ -166,20 +173,8 @@ def test_a_pruned_trial_is_not_shown_as_failed_in_the_runs_table(tmp_path, brows
 
 
 def test_the_printed_runs_table_shows_the_objective_and_the_state_without_configuring(tmp_path, browser, ui_process):
-    from tests.unit.tracking.test_user_mistakes import _runs, _spec, _study, _trial
-
-    spec = _spec(tmp_path)
-    study = _study(spec)
-    from orchestrator.tracking.setup import recorder_for
-
-    recorder = recorder_for(study, spec, interval_s=3600).begin(study, spec, cluster={"nodes": 1, "cpus": 2, "gpus": 0})
-    for reason, state in (("completed", TrialState.COMPLETE), ("pruned at epoch 1", TrialState.PRUNED)):
-        trial, tune_trial = _trial(study, recorder.callback, 0.1, 2)
-        trial.set_user_attr("stop_reason", reason)
-        study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
-        recorder.callback.on_trial_complete(iteration=0, trials=[], trial=tune_trial)
-    assert recorder.finish(study, spec)
-    _, parent, children = _runs(spec, study)
+    spec, parent, children = _recorded_study(tmp_path, [
+        ("completed", TrialState.COMPLETE), ("pruned at epoch 1", TrialState.PRUNED)])
 
     process = ui_process(spec.name, "--storage", spec.storage, "--port", str(free_port()))
     _read_url(process)
