@@ -143,8 +143,6 @@ class OptunaStudySearcher(Searcher):
         if self.contract_error is not None and not error:
             self._stop_for_contract(trial_id)
             return
-        if self.interrupted and not error and not (result and result.get(Result.TRIAL_FAILED)):
-            return  # stopped by Ctrl-C: left RUNNING in the storage, for `stepsize resume`
         told_before = self._last_told_epoch.get(trial_id, 0)
         if result:
             self._report(trial_id, result)  # a result that made the scheduler stop the trial

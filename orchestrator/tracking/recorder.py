@@ -186,8 +186,7 @@ class StudyRecorder:
             return self._finish(study, spec, status)
         except KeyboardInterrupt:
             if not self._parent_ended:
-                self._end_parent_now("KILLED")
-            self.save_parent(study)
+                self._end_parent_now("KILLED", study)
             logger.warning("interrupted while recording the end of study %r; what is left waits in the record log "
                            "%s for `stepsize resume %s` or `stepsize ui %s`.", self.study_name, self.log.path,
                            self.study_name, self.study_name)
@@ -196,9 +195,9 @@ class StudyRecorder:
             logger.warning("MLflow record of study %r's end failed", self.study_name, exc_info=True)
             return False
 
-    def _end_parent_now(self, status: str) -> None:
-        """The parent's end written at once, Ctrl-C held back meanwhile so that no write is cut
-        midway (one try; the record log keeps it anyway)."""
+    def _end_parent_now(self, status: str, study: Any) -> None:
+        """The parent's end written at once and its id kept in the study, Ctrl-C held back
+        meanwhile so that neither write is cut midway (one try; the record log keeps the end)."""
         end = records.close(naming.PARENT_REF, status)
         with _ctrl_c_deferred():
             try:
@@ -207,6 +206,7 @@ class StudyRecorder:
                 self._parent_ended = True
             except Exception:  # noqa: BLE001
                 logger.debug("could not end the MLflow parent run now", exc_info=True)
+            self.save_parent(study)
 
     def replay(self, study: Any) -> bool:
         """Write what the record log holds (records a driver left), in this thread; True when
@@ -254,8 +254,7 @@ class StudyRecorder:
                 self.add(records.tags(ref, {Tag.STATE: state.state, Tag.STATUS: naming.interrupted_text(
                     trial, self.study_name)}), records.close(ref, naming.INTERRUPTED))
         if not complete:  # the parent's end first: nothing after this can leave it RUNNING
-            self._end_parent_now(status)
-            self.save_parent(study)
+            self._end_parent_now(status, study)
         summary = summarize(study, spec)
         files: list[Path] = []
         notes = [f"the plots are drawn when the study ends (`stepsize resume {self.study_name}`)"]
