@@ -161,9 +161,28 @@ class TrialContextError(StepsizeError, RuntimeError):
     """A :class:`~orchestrator.trial.TrialContext` was used outside a running trial."""
 
 
+class ScriptFailed(StepsizeError, RuntimeError):
+    """A training script run as the workload exited non-zero, was killed, broke the reporting
+    protocol or exited without reporting (the message ends with one line saying which)."""
+
+
 class CheckpointError(StepsizeError, ValueError):
     """A trial's checkpoint cannot hold or give back what the workload registered with
     ``trial.restore(...)`` (the message names the object)."""
+
+
+class HuggingFaceMissing(StepsizeError, ImportError):
+    """``orchestrator.integrations.huggingface`` was imported without ``transformers`` or
+    ``accelerate``; the message names the install line (``pip install 'stepsize[hf]'``)."""
+
+    exit_code = EXIT_USAGE
+
+
+class LightningMissing(StepsizeError, ImportError):
+    """``orchestrator.integrations.lightning`` was imported without the ``lightning`` package; the
+    message names the install line (``pip install 'stepsize[lightning]'``)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ObjectiveNotReported(StepsizeError, RuntimeError):

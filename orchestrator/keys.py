@@ -112,3 +112,21 @@ class Env:
     TRACKING: Final = "STEPSIZE_TRACKING"  # "off" records nothing in MLflow
     MLFLOW_EXPERIMENT: Final = "STEPSIZE_MLFLOW_EXPERIMENT"  # experiment name instead of the study's
     LCBENCH_DIR: Final = "STEPSIZE_LCBENCH_DIR"  # the lcbench surrogate's folder
+
+
+class ScriptEnv:
+    """What a training script run as the workload finds in its environment, and the line it may
+    print to report an epoch (:mod:`orchestrator.integrations.script` reads and writes these)."""
+
+    CONFIG_FILE: Final = "STEPSIZE_CONFIG_FILE"  # JSON: {"config": {...}, "trial": {...}}
+    PARAM_PREFIX: Final = "STEPSIZE_PARAM_"  # STEPSIZE_PARAM_LEARNING_RATE=0.01, one per searched name
+    TRIAL_NUMBER: Final = "STEPSIZE_TRIAL_NUMBER"
+    MAX_EPOCHS: Final = "STEPSIZE_MAX_EPOCHS"
+    SEED: Final = "STEPSIZE_SEED"
+    DEVICE: Final = "STEPSIZE_DEVICE"  # "cuda" when the trial was given a GPU, else "cpu"
+    CHECKPOINT_DIR: Final = "STEPSIZE_CHECKPOINT_DIR"  # write the checkpoint here before reporting
+    RESUME_DIR: Final = "STEPSIZE_RESUME_DIR"  # set when the trial continues: the checkpoint to load
+    START_EPOCH: Final = "STEPSIZE_START_EPOCH"  # epochs already done (0 for a fresh trial)
+    REPORT_FD: Final = "STEPSIZE_REPORT_FD"  # the pipe report() writes each epoch to
+    ACK_FD: Final = "STEPSIZE_ACK_FD"  # the pipe report() waits on until the scheduler decided
+    REPORT_LINE: Final = "STEPSIZE_REPORT "  # a stdout line `STEPSIZE_REPORT {"epoch": 1, "val_loss": 0.4}`

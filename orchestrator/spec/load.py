@@ -37,6 +37,7 @@ from orchestrator.spec.model import (
     apply_overrides,
 )
 from orchestrator.workloads.registry import BUILTIN_WORKLOADS
+from orchestrator.workloads.script import ScriptWorkload, parse_script_workload
 from search_spaces import SearchSpace, available_presets, preset_mapping
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -63,7 +64,7 @@ def load_spec(path: str | os.PathLike[str], **overrides: Any) -> StudySpec:
         raise SpecError("study file", str(path), "a YAML mapping of fields (name:, workload:, ...) at the top level")
     data = dict(data)
     data.setdefault("name", _name_from_path(file))
-    return spec_from_mapping(apply_overrides(data, overrides))
+    return spec_from_mapping(apply_overrides(data, overrides), base_dir=file.parent)
 
 
 def with_overrides(spec: StudySpec, **overrides: Any) -> StudySpec:
@@ -76,8 +77,9 @@ def _name_from_path(file: Path) -> str:
     return stem or "study"
 
 
-def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
-    """Validate a mapping (the parsed YAML) into a :class:`StudySpec`."""
+def spec_from_mapping(data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> StudySpec:
+    """Validate a mapping (the parsed YAML) into a :class:`StudySpec`; a script workload's
+    relative paths are taken from ``base_dir`` (the study file's folder; default the current one)."""
     from orchestrator.run.schedulers import SCHEDULERS
     from orchestrator.study.samplers import SAMPLERS
 
@@ -87,16 +89,19 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
     name = data.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise SpecError("name", name, "1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
-    workload = _workload(data.get("workload", DEFAULT_WORKLOAD))
     workload_options = data.get("workload_options") or {}
     if not isinstance(workload_options, Mapping):
         raise SpecError("workload_options", workload_options, "a mapping of options passed to the workload")
     space = _search_space(data.get("search_space", "default"))
+    workload = _workload(data.get("workload", DEFAULT_WORKLOAD), base_dir, tuple(param.name for param in space.params))
     budget = _budget(data.get("budget") or {})
     objective = _objective(data.get("objective") or {})
     sampler = parse_choice(data.get("sampler", DEFAULT_SAMPLER), "sampler", SAMPLERS, space=space, budget=budget)
     scheduler = parse_choice(data.get("scheduler", DEFAULT_SCHEDULER), "scheduler", SCHEDULERS, space=space, budget=budget)
     resources = _resources(data.get("resources") or {})
+    lr_bounds = _lr_bounds(data.get("lr_bounds", "declared"), space)
+    if isinstance(workload, ScriptWorkload):
+        _check_script_fits(resources, lr_bounds)
     seed = data.get("seed", 0)
     if not is_int(seed) or seed < 0:
         raise SpecError("seed", seed, "a non-negative integer")
@@ -114,7 +119,7 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
         divergence=_divergence(data.get("divergence") or {}),
         failures=_failures(data.get("failures") or {}),
         lr_scaling=_lr_scaling(data.get("lr_scaling") or {}, space),
-        lr_bounds=_lr_bounds(data.get("lr_bounds", "declared"), space),
+        lr_bounds=lr_bounds,
         storage=url(data.get("storage", DEFAULT_STORAGE), "storage", _STORAGE_SCHEMES, "sqlite:///stepsize.db or postgresql+psycopg://user:pass@host/db"),
         tracking_uri=url(data.get("tracking_uri", DEFAULT_TRACKING_URI), "tracking_uri", _TRACKING_SCHEMES, "sqlite:///mlflow.db or http://127.0.0.1:5000"),
         address=_address(data.get("address")),
@@ -123,11 +128,26 @@ def spec_from_mapping(data: Mapping[str, Any]) -> StudySpec:
     )
 
 
-def _workload(value: Any) -> str:
-    accepted = f"a built-in workload ({', '.join(BUILTIN_WORKLOADS)}) or 'package.module:function'"
+def _workload(value: Any, base_dir: str | os.PathLike[str] | None, names: tuple[str, ...]) -> str | ScriptWorkload:
+    if isinstance(value, Mapping):
+        return parse_script_workload(value, base_dir, names)
+    accepted = (f"a built-in workload ({', '.join(BUILTIN_WORKLOADS)}), 'package.module:function', or a "
+                "training script: {script: train.py} (see docs/scripts.md)")
     if not isinstance(value, str) or not (value in BUILTIN_WORKLOADS or _WORKLOAD_RE.match(value)):
         raise SpecError("workload", value, accepted)
     return value
+
+
+def _check_script_fits(resources: Resources, lr_bounds: str) -> None:
+    """What a script workload cannot do, refused before anything starts."""
+    if resources.workers > 1:
+        raise SpecError("resources.workers", resources.workers, "1 with a script workload",
+                        "A script runs as one process per trial; for multi-process training start torchrun "
+                        "from the script, or write the workload as a function (docs/distributed.md).")
+    if lr_bounds == "auto":
+        raise SpecError("lr_bounds", "auto", "'declared' with a script workload",
+                        "The LR range test trains in the driver's Ray task through a function workload's "
+                        "setup; run `stepsize lr-find` on a function workload, or declare the learning_rate range.")
 
 
 def _search_space(value: Any) -> SearchSpace:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from orchestrator.spec.components import Choice
 
 if TYPE_CHECKING:
+    from orchestrator.workloads.script import ScriptWorkload
     from search_spaces import SearchSpace
 
 DEFAULT_STORAGE = "sqlite:///stepsize.db"
@@ -98,7 +99,7 @@ class StudySpec:
     :func:`~orchestrator.spec.spec_from_mapping`."""
 
     name: str
-    workload: str = DEFAULT_WORKLOAD
+    workload: "str | ScriptWorkload" = DEFAULT_WORKLOAD
     workload_options: dict[str, Any] = field(default_factory=dict)
     search_space: "SearchSpace" = field(default=None)  # type: ignore[assignment]
     objective: Objective = Objective()
@@ -123,7 +124,7 @@ class StudySpec:
         password (see :mod:`orchestrator.credentials`)."""
         data = {
             "name": self.name,
-            "workload": self.workload,
+            "workload": self.workload if isinstance(self.workload, str) else self.workload.to_dict(),
             "workload_options": dict(self.workload_options),
             "search_space": self.search_space.to_mapping(),
             "objective": dataclasses.asdict(self.objective),

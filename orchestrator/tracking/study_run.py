@@ -47,7 +47,7 @@ def config_view(spec: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 def parent_tags(spec: Any) -> dict[str, str]:
     return {
-        Tag.WORKLOAD: spec.workload,
+        Tag.WORKLOAD: str(spec.workload),
         Tag.SAMPLER: spec.sampler.name,
         Tag.SCHEDULER: spec.scheduler.name,
         Tag.OBJECTIVE: f"{spec.objective.metric} ({spec.objective.mode})",

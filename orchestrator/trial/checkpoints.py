@@ -10,6 +10,10 @@ A checkpoint is a folder that Ray Tune persists under the study's results folder
 - ``model.pt``: the registered ``model`` as a whole module with its weights, so the best trial's
   weights can be logged as an MLflow model without the workload's code (a model that cannot be
   pickled has its ``state_dict()`` in ``state.pt`` instead).
+
+Training code that writes its own checkpoint files (a training script, Lightning, Hugging Face)
+reports a folder of them instead; ``stepsize.json`` then says ``"files": true`` and the folder
+holds whatever that code wrote (a whole ``model.pt`` among them is logged like the above).
 """
 
 from __future__ import annotations
@@ -61,6 +65,16 @@ def write_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any],
     (path / META_FILE).write_text(json.dumps({"number": int(number), "epoch": int(epoch)}))
 
 
+def mark_files_checkpoint(folder: str | os.PathLike[str], number: int, epoch: int) -> None:
+    """Make ``folder`` (files a workload wrote) a stepsize checkpoint of trial ``number``'s
+    ``epoch``; :class:`~orchestrator.errors.CheckpointError` when it is not a folder."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise CheckpointError(f"report(checkpoint_dir={str(folder)!r}): no such folder; write the checkpoint "
+                              "files into an existing folder before reporting it")
+    (path / META_FILE).write_text(json.dumps({"number": int(number), "epoch": int(epoch), "files": True}))
+
+
 def read_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any]) -> int:
     """Load ``folder``'s saved states into ``objects`` and restore the RNGs; return its epoch.
 
@@ -86,8 +100,9 @@ def read_checkpoint(folder: str | os.PathLike[str], objects: Mapping[str, Any]) 
     return int(checkpoint_meta(path)["epoch"])
 
 
-def checkpoint_meta(folder: str | os.PathLike[str]) -> dict[str, int]:
-    """``{"number": ..., "epoch": ...}`` of a checkpoint folder."""
+def checkpoint_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"number": ..., "epoch": ...}`` (and ``"files": true`` for a folder of a workload's own
+    files) of a checkpoint folder."""
     return json.loads((Path(folder) / META_FILE).read_text())
 
 
@@ -103,7 +118,7 @@ def find_checkpoints(study_folder: str | os.PathLike[str]) -> dict[int, list[tup
             info = checkpoint_meta(meta.parent)
         except (OSError, ValueError, KeyError):
             continue
-        if (meta.parent / STATE_FILE).is_file():
+        if info.get("files") or (meta.parent / STATE_FILE).is_file():
             found.setdefault(int(info["number"]), []).append((int(info["epoch"]), str(meta.parent)))
     for entries in found.values():
         entries.sort()

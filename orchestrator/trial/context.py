@@ -69,13 +69,18 @@ class TrialContext:
         """
         self.guard.check_batch(float(_plain(loss)), self.epoch + 1)
 
-    def report(self, epoch: int | None = None, **metrics: float) -> None:
+    def report(self, epoch: int | None = None, checkpoint_dir: str | None = None, **metrics: float) -> None:
         """Report one epoch's metrics (``train_loss``, ``val_loss``, ``val_accuracy``, ``lr``...).
 
         Call once per epoch; ``epoch`` counts from 1 and defaults to the previous one plus one.
         The scheduler decides after each report whether the trial goes on; when it stops the
         trial this call does not return. A non-finite or exploding ``train_loss`` stops the trial
         as diverged.
+
+        ``checkpoint_dir`` is for training code that writes its own checkpoint files (a training
+        script, Lightning, Hugging Face): the folder's files are kept as this epoch's checkpoint,
+        and :meth:`resume_dir` hands them back when the trial continues. Without it, the objects
+        registered with :meth:`restore` are checkpointed.
         """
         epoch = self.epoch + 1 if epoch is None else int(epoch)
         clean: dict[str, Any] = {key: _plain(value) for key, value in metrics.items()}
@@ -83,6 +88,12 @@ class TrialContext:
         if self._sink is None:
             raise TrialContextError("TrialContext.report called outside a running trial")
         self.epoch = epoch
+        if self.checkpointing and checkpoint_dir is not None:
+            from orchestrator.trial.checkpoints import mark_files_checkpoint
+
+            mark_files_checkpoint(checkpoint_dir, self.number, epoch)
+            self._sink({Result.EPOCH: epoch, **clean}, str(checkpoint_dir))
+            return
         if not self.checkpointing or not self._objects:
             self._sink({Result.EPOCH: epoch, **clean})
             return
@@ -93,6 +104,17 @@ class TrialContext:
         with tempfile.TemporaryDirectory(prefix="stepsize-ckpt-") as folder:
             write_checkpoint(folder, self._checkpointed(), self.number, epoch)
             self._sink({Result.EPOCH: epoch, **clean}, folder)
+
+    def resume_dir(self) -> str | None:
+        """The checkpoint folder this trial continues from (files reported with
+        ``report(checkpoint_dir=...)``), or None for a fresh trial; sets :attr:`epoch` to the
+        epoch it was taken after, so the next report continues the count."""
+        if self.restore_from is None:
+            return None
+        from orchestrator.trial.checkpoints import checkpoint_meta
+
+        self.epoch = int(checkpoint_meta(self.restore_from)["epoch"])
+        return self.restore_from
 
 
 def _plain(value: Any) -> Any:

@@ -15,13 +15,14 @@ from orchestrator.training.lr_scaling import apply_lr_scaling
 
 if TYPE_CHECKING:
     from orchestrator.spec import StudySpec
+    from orchestrator.workloads.script import ScriptWorkload
 
 
 @dataclass(frozen=True)
 class TrialRuntime:
     """What every trial of a study shares, shipped once with the trainable."""
 
-    workload: str
+    workload: "str | ScriptWorkload"
     max_epochs: int
     seed: int
     cpus: float

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from orchestrator.errors import LRRangeSetupMissing, SpecError
+from orchestrator.workloads.script import ScriptWorkload
 
 SETUP_SUFFIX = "_lr_range_setup"
 
@@ -37,8 +38,12 @@ _BUILTIN: dict[str, Builtin] = {
 BUILTIN_WORKLOADS: tuple[str, ...] = tuple(_BUILTIN)
 
 
-def resolve_workload(name: str) -> Callable[..., Any]:
-    """Import the workload function ``name`` names; :class:`SpecError` if it cannot be found."""
+def resolve_workload(name: "str | ScriptWorkload") -> Callable[..., Any]:
+    """Import the workload function ``name`` names; :class:`SpecError` if it cannot be found.
+    A script workload is its own function (it runs the script), once its script is here."""
+    if isinstance(name, ScriptWorkload):
+        name.check_on_this_machine()
+        return name
     target = _BUILTIN[name].train if name in _BUILTIN else name
     module_name, _, attr = target.partition(":")
     try:
@@ -83,7 +88,7 @@ def check_signature(fn: Callable[..., Any], name: str) -> None:
                         "iterate or await it. Make it a plain `def` that calls trial.report(...) each epoch.")
 
 
-def resolve_lr_range_setup(workload_name: str) -> Callable[..., Any]:
+def resolve_lr_range_setup(workload_name: "str | ScriptWorkload") -> Callable[..., Any]:
     """The LR range test setup for ``workload_name``: the built-in one, or for
     ``package.module:function`` the module's ``function_lr_range_setup``.
 
@@ -91,6 +96,9 @@ def resolve_lr_range_setup(workload_name: str) -> Callable[..., Any]:
         SpecError: the name is neither a built-in nor ``package.module:function``.
         LRRangeSetupMissing: the workload has no such setup function.
     """
+    if isinstance(workload_name, ScriptWorkload):
+        raise LRRangeSetupMissing(f"the workload is a training script ({workload_name}); the LR range test "
+                                  "needs a function workload with a `<function>_lr_range_setup` (docs/lr_range_test.md)")
     builtin = _BUILTIN.get(workload_name)
     if builtin is not None:
         if builtin.lr_range_setup is None:

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
-WORKER_SIDE = ("orchestrator.trial", "orchestrator.training", "orchestrator.workloads")
+WORKER_SIDE = ("orchestrator.trial", "orchestrator.training", "orchestrator.workloads", "orchestrator.integrations")
 DRIVER_SIDE = ("orchestrator.run", "orchestrator.study", "orchestrator.tracking")
 ADAPTERS = "orchestrator._compat"
 FOREIGN = ("optuna", "ray")
