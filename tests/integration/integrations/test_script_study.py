@@ -11,33 +11,21 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from orchestrator.keys import Tag
 from tests.conftest import ROOT
 from tests.integration.run.test_user_mistakes import STEPSIZE, _cli, _env, _group, _running_with_an_epoch, _trials
+from tests.integration.run.test_user_mistakes import _study_file as study_file
 
 SCRIPT = str(ROOT / "tests" / "scripts" / "argparse_train.py")
 
 
 def _study_file(folder: Path, name: str, args: list[str], **fields) -> Path:
-    data = {
-        "name": name,
-        "workload": {"script": SCRIPT, "args": args, "flags": {"max_epochs": "--epochs"}},
-        "search_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}},
-        "budget": {"trials": 4, "max_epochs": 3},
-        "concurrency": 2,
-        "scheduler": "none",
-        "storage": f"sqlite:///{folder}/optuna.db",
-        "tracking_uri": f"sqlite:///{folder}/mlflow.db",
-        "results_dir": str(folder / "ray"),
-    }
-    data.update(fields)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    workload = {"script": SCRIPT, "args": args, "flags": {"max_epochs": "--epochs"}}
+    space = {"learning_rate": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}}
+    return study_file(folder, name, workload, **{"search_space": space, **fields})
 
 
 def _alive(pid: int) -> bool:
