@@ -83,9 +83,9 @@ def run_script(workload: "ScriptWorkload", config: dict[str, Any], trial: "Trial
             log.close()
     code = process.returncode
     if code != 0:
-        raise ScriptFailed(_failure_text(workload, code, session.tail, trial.epoch))
+        raise ScriptFailed(_failure_text(workload, code, session, trial.epoch))
     if not reported:
-        raise ScriptFailed(_failure_text(workload, 0, session.tail, trial.epoch)
+        raise ScriptFailed(_failure_text(workload, 0, session, trial.epoch)
                            + " without reporting an epoch: call report(...) from orchestrator.integrations.script "
                            "once per epoch, or print a line `STEPSIZE_REPORT {\"epoch\": 1, \"val_loss\": 0.4}`")
 
@@ -110,6 +110,7 @@ class _Session:
         self.process = process
         self.log = log
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.last_error_line = ""  # stderr's last non-empty line: an exception's, a sys.exit message
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
         self._lock = threading.Lock()
         self._readers = [
@@ -168,6 +169,8 @@ class _Session:
                 self.events.put(("line", line[len(ScriptEnv.REPORT_LINE):]))
             with self._lock:
                 self.tail.append(line.rstrip("\n"))
+                if echo is sys.stderr and line.strip():
+                    self.last_error_line = line.strip()
                 self.log.write(line)
                 self.log.flush()
             echo.write(line)
@@ -191,11 +194,14 @@ def _parse_report(text: str) -> dict[str, Any]:
     return data
 
 
-def _failure_text(workload: "ScriptWorkload", code: int, tail: collections.deque[str], epoch: int) -> str:
-    lines = [line for line in tail if line.strip() and not line.startswith(ScriptEnv.REPORT_LINE)]
+def _failure_text(workload: "ScriptWorkload", code: int, session: _Session, epoch: int) -> str:
+    """The script's last lines, then one line saying how it ended (with stderr's last line, which
+    is an exception's or a sys.exit message's; the two streams' lines interleave by arrival)."""
+    lines = [line for line in session.tail if line.strip() and not line.startswith(ScriptEnv.REPORT_LINE)]
     shown = "\n".join("  | " + line for line in lines[-TAIL_LINES:])
     how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    last = f": {lines[-1].strip()}" if code != 0 and lines else ""
+    cause = session.last_error_line or (lines[-1].strip() if lines else "")
+    last = f": {cause}" if code != 0 and cause else ""
     head = f"the script's last lines ({OUTPUT_LOG} in the trial's folder has all):\n{shown}\n" if shown else ""
     return f"{head}{workload} {how} after epoch {epoch}{last}"
 
