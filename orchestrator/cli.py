@@ -174,7 +174,9 @@ def _summary_text(summary: Any) -> str:
     if interrupted:
         states.append(f"{interrupted} interrupted, resumable")
     text = f"study {summary.name}: {summary.total} trials ({', '.join(states) or 'none'}"
-    text += f"; {summary.diverged} of them diverged)" if summary.diverged else ")"
+    notes = [f"{summary.diverged} of them diverged"] if summary.diverged else []
+    notes += [f"{summary.over_limit} over their limits"] if getattr(summary, "over_limit", 0) else []
+    text += f"; {', '.join(notes)})" if notes else ")"
     if summary.best_number is not None:
         text += f"; best {summary.metric} {summary.best_value:.6g} at trial {summary.best_number}"
         extra = {k: v for k, v in summary.best_metrics.items() if k != summary.metric and k != "epoch"}
@@ -211,6 +213,10 @@ def _status(args: argparse.Namespace) -> int:
         print(_summary_text(summary))
         if summary.failures:
             print(_failures_text(summary, whole=False))
+        retried = getattr(summary, "attempts", {})
+        if retried:  # trials Ray ran again after their worker died
+            print(f"retried after their worker died ({len(retried)}): "
+                  + ", ".join(f"trial {number}: {runs} attempts" for number, runs in sorted(retried.items())))
     return 0
 
 

@@ -42,7 +42,7 @@ class SpecError(StepsizeError, ValueError):
         self.value = value
         self.accepted = accepted
         self.hint = hint
-        shown = "missing" if value is None else repr(value)
+        shown = "missing" if value is None else _bounded_repr(value)  # never builds a huge repr
         if len(shown) > 120:
             shown = shown[:117] + "..."
         message = f"`{field}` is {shown}; expected {accepted}."
@@ -52,6 +52,17 @@ class SpecError(StepsizeError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep the fields when Ray ships the error between processes
         return (type(self), (self.field, self.value, self.accepted, self.hint))
+
+
+def _bounded_repr(value: Any) -> str:
+    """``repr(value)`` cut short while it is built (a few levels, items and characters), so a
+    huge or deeply shared value is shown without walking all of it."""
+    import reprlib
+
+    shower = reprlib.Repr()
+    shower.maxlevel, shower.maxdict, shower.maxlist, shower.maxtuple, shower.maxset = 3, 6, 6, 6, 6
+    shower.maxstring, shower.maxother, shower.maxlong = 120, 120, 60
+    return shower.repr(value)
 
 
 class SpaceError(SpecError):
@@ -104,16 +115,27 @@ class StudyExistsError(StepsizeError, RuntimeError):
 
 
 class StudyBusyError(StepsizeError, RuntimeError):
-    """Another live process on this machine is running the study's driver."""
+    """Another live process (on this machine, or on ``host``) is running the study's driver."""
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, name: str, pid: int):
+    def __init__(self, name: str, pid: int, host: str | None = None, beat_age_s: float | None = None,
+                 stale_after_s: float | None = None):
+        self.name, self.pid, self.host = name, pid, host
+        self.beat_age_s, self.stale_after_s = beat_age_s, stale_after_s
+        where = "this machine" if host is None else f"host {host}"
+        beat = "" if beat_age_s is None else f" (its last heartbeat {beat_age_s:.0f} s ago)"
+        takeover = "" if stale_after_s is None else (
+            f" A driver that died is taken over once its heartbeat is {stale_after_s:.0f} s old"
+            + (" (at once on this machine)." if host is None else "."))
         super().__init__(
-            f"study {name!r} is being run right now by process {pid} on this machine; stop that "
+            f"study {name!r} is being run right now by process {pid} on {where}{beat}; stop that "
             "process first (Ctrl-C, or kill it), then resume. Two drivers on one study would run "
-            "its trials twice."
+            f"its trials twice.{takeover}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.pid, self.host, self.beat_age_s, self.stale_after_s))
 
 
 # -- Ray ---------------------------------------------------------------------------------------------
@@ -128,6 +150,24 @@ class RayAuthError(StepsizeError, FileNotFoundError):
 class ServiceUnreachable(StepsizeError, ConnectionError):
     """A service the study needs (the Ray cluster, the Optuna storage, the tracking server) did not
     answer; the message names the field or option that points at it and how to check it."""
+
+
+class StorageGaveUp(ServiceUnreachable):
+    """The driver's Optuna storage stayed unreachable for longer than ``storage_patience``; the
+    study stopped as it was (running trials stay RUNNING) and resumes with ``resume``."""
+
+    def __init__(self, url: str, cause: str, waited_s: float, resume: str | None = None):
+        self.url, self.cause, self.waited_s, self.resume = url, cause, waited_s, resume
+        then = f"Continue it, once the database answers, with: {resume}" if resume else \
+            "Continue it with `stepsize resume NAME --storage URL` once the database answers."
+        super().__init__(
+            f"the Optuna storage at {url} did not answer for {waited_s:.0f} s ({cause}), longer than "
+            "`storage_patience` in the study file allows, so the study stopped. Nothing is lost: finished trials "
+            "are in the storage, and the trials that were running stay RUNNING and run again from their last "
+            f"checkpoint. Check the database server (and the disk it writes to). {then}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.cause, self.waited_s, self.resume))
 
 
 class ClusterError(StepsizeError, RuntimeError):
@@ -155,6 +195,18 @@ class TrialDiverged(StepsizeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.epoch, self.loss, self.reason))
+
+
+class TrialLimitExceeded(StepsizeError):
+    """Raised inside a trial's thread by its watchdog when the trial broke a per-trial limit
+    (``limits:``); the trial runner reports it and stops."""
+
+    def __init__(self, reason: str = "the trial exceeded a limit"):
+        self.reason = reason
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason,))
 
 
 class TrialContextError(StepsizeError, RuntimeError):

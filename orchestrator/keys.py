@@ -24,6 +24,10 @@ class Result:
     DIVERGENCE_PENALTY: Final = "divergence_penalty"  # a finite bad value to rank it by
     DIVERGED_LOSS: Final = "diverged_loss"
     DIVERGED_REASON: Final = "diverged_reason"
+    LIMIT_EXCEEDED: Final = "limit_exceeded"  # the trial broke a per-trial limit (limits:); ERROR says which
+    LIMIT_REASON: Final = "limit_reason"  # "trial 3 exceeded its time limit of 30 s"
+    LIMIT_EXIT: Final = "limit_exit"  # the worker process ends itself after this report (thread stuck)
+    LIMIT_PEAK_BYTES: Final = "limit_peak_bytes"  # resident memory at the stop
     GPU_IDS: Final = "gpu_ids"
     NODE_ID: Final = "node_id"
     NODE_IP: Final = "node_ip"  # added by Ray Tune
@@ -60,8 +64,10 @@ class TrialAttr:
     FINAL_METRICS: Final = "final_metrics"  # the last reported metrics
     ERROR: Final = "error"
     DIVERGED: Final = "diverged"
+    LIMIT_EXCEEDED: Final = "limit_exceeded"  # the limit's reason, when the trial was stopped by limits:
     EFFECTIVE_LR: Final = "effective_learning_rate"
     RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
+    ATTEMPTS: Final = "attempts"  # runs of the trial in this study run, when Ray retried it after its worker died
 
 
 class StudyAttr:
@@ -112,6 +118,9 @@ class Env:
     TRACKING: Final = "STEPSIZE_TRACKING"  # "off" records nothing in MLflow
     MLFLOW_EXPERIMENT: Final = "STEPSIZE_MLFLOW_EXPERIMENT"  # experiment name instead of the study's
     LCBENCH_DIR: Final = "STEPSIZE_LCBENCH_DIR"  # the lcbench surrogate's folder
+    REPLAY_STORAGE: Final = "STEPSIZE_REPLAY_STORAGE"  # the background record writer's Optuna storage URL
+    REPLAY_TRACKING: Final = "STEPSIZE_REPLAY_TRACKING"  # ... and its tracking URI (may hold a password)
+    REPLAY_PATIENCE: Final = "STEPSIZE_REPLAY_PATIENCE"  # seconds the background writer tries (0: none)
 
 
 class ScriptEnv:

@@ -14,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# A study that ends with its tracking store away starts a background writer: in tests it gives up
+# after 2 minutes rather than a day (tests point at servers that never come back).
+os.environ.setdefault("STEPSIZE_REPLAY_PATIENCE", "120")
 
 
 def pytest_collection_modifyitems(config, items):

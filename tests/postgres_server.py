@@ -79,6 +79,17 @@ class PostgresServer:
         connection.close()
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: open connections are cut), keeping its data."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        """Start a halted server again, on the same port with the same data."""
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c max_connections=300")
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", options, "-l", str(self.folder / "server.log"),
+                  "-w", "start")
+
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "stop", check=False)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -111,3 +111,56 @@ def sleeps_each_epoch(config: dict, trial: TrialContext) -> None:
     for epoch in range(start + 1, trial.max_epochs + 1):
         time.sleep(trial.options.get("epoch_s", 1.0))
         trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch, train_loss=1.0 / epoch)
+
+
+def hangs_above_lr(config: dict, trial: TrialContext) -> None:
+    """Blocks for ever in C (``time.sleep(10**6)``) in epoch 2 when learning_rate > options["hang_lr"]."""
+    import math
+    import time
+
+    for epoch in range(1, trial.max_epochs + 1):
+        if epoch == 2 and config["learning_rate"] > trial.options.get("hang_lr", 0.1):
+            time.sleep(10**6)
+        time.sleep(0.05)
+        trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch)
+
+
+def hogs_memory_above_lr(config: dict, trial: TrialContext) -> None:
+    """Allocates 50 MiB every 0.1 s without bound when learning_rate > options["hog_lr"]."""
+    import math
+    import time
+
+    hoard = []
+    for epoch in range(1, trial.max_epochs + 1):
+        if config["learning_rate"] > trial.options.get("hog_lr", 0.1):
+            for _ in range(10**6):
+                hoard.append(bytearray(50 * 2**20))  # bytearray() zero-fills: resident at once
+                time.sleep(0.1)
+        time.sleep(0.05)
+        trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch)
+
+
+def exits_above_lr(config: dict, trial: TrialContext) -> None:
+    """Reports epoch 1, then calls ``sys.exit(options["exit_code"])`` (default 3) when
+    learning_rate > options["exit_lr"] (default 0: every trial); else trains its epochs."""
+    import math
+    import sys
+
+    for epoch in range(1, trial.max_epochs + 1):
+        trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch)
+        if config["learning_rate"] > trial.options.get("exit_lr", 0.0):
+            sys.exit(trial.options.get("exit_code", 3))
+
+
+def kills_its_worker_once(config: dict, trial: TrialContext) -> None:
+    """The first attempt of each trial kills its own worker process (``os._exit``) after epoch 1;
+    the retry (a marker file in options["marker_dir"] says it is one) trains its epochs."""
+    import math
+    import os
+
+    marker = os.path.join(trial.options["marker_dir"], f"trial-{trial.number}")
+    for epoch in range(1, trial.max_epochs + 1):
+        trial.report(val_loss=abs(math.log10(config["learning_rate"]) + 2) + 1.0 / epoch)
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)

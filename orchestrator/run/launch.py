@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from orchestrator.credentials import check_variables, for_storing, has_password
-from orchestrator.errors import SpecError, StudyFailed, StudyInterrupted
+from orchestrator.errors import SpecError, StorageGaveUp, StudyFailed, StudyInterrupted
 from orchestrator.run.ray_session import apply_tune_settings, cluster_address, ensure_ray, preflight
 from orchestrator.spec import StudySpec, with_overrides
+from orchestrator.spec.model import DEFAULT_STORAGE_PATIENCE_S
 from orchestrator.study.driver_lock import claim_driver, release_driver
 from orchestrator.study.storage import (
+    be_patient,
     create_study,
     load_study,
     next_free_name,
+    patient_storage,
     refuse_existing_study,
     store_spec,
 )
@@ -77,6 +80,7 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
     is taken.
     """
     apply_tune_settings(console.verbose)  # before anything imports Ray Tune (it reads some settings at import)
+    be_patient(spec.storage, spec.storage_patience_s)  # the driver rides out a storage outage
     resolve_workload(spec.workload)  # a missing module fails here, before anything is created
     require_train_v1(spec)
     _refuse_unset_references(spec)
@@ -114,7 +118,9 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
     apply_tune_settings(console.verbose)  # before anything imports Ray Tune (it reads some settings at import)
     from orchestrator.run.resume import plan_resume
 
+    be_patient(storage, DEFAULT_STORAGE_PATIENCE_S)
     study, spec = load_study(name, storage)
+    be_patient(storage, spec.storage_patience_s)  # the study file's patience, once it is read
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     if trials is not None and trials <= finished:
         raise SpecError("--trials", trials, f"a total above the {finished} trials study {name!r} already finished (it extends the study to that many trials)")
@@ -128,12 +134,36 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
     store_spec(study, spec)
     console.note(plan.describe(name))
     if not plan.tickets and plan.new_trials == 0:
-        release_driver(study)
+        try:
+            _complete_record(study, spec, console)
+        finally:
+            release_driver(study)
         console.note(f"study {name!r} has reached its budget of {spec.budget.trials} trials; "
                      f"pass --trials N (above {plan.finished}) to extend it")
         return RunOutcome(summarize(study, spec))
     _start_ray(spec, console)
     return run_study(study, spec, plan.new_trials, console, plan=plan)
+
+
+def _complete_record(study: "optuna.Study", spec: StudySpec, console: Console) -> None:
+    """A study at its budget whose driver died before its MLflow record was complete (killed
+    while the tracking server was down, say): write what the record log kept, every trial's run
+    with its state and curve, and the parent's end with the plots and the best model."""
+    from orchestrator.keys import Env
+    from orchestrator.tracking.setup import recorder_for
+
+    if os.environ.get(Env.TRACKING, "").lower() in ("off", "0", "false", "no"):
+        return
+    try:
+        recorder = recorder_for(study, spec)
+        if recorder.log.waiting() == 0:
+            return  # nothing was left unwritten: the record is complete
+    except Exception:  # noqa: BLE001 - the study itself is complete; `stepsize ui` can replay later
+        return
+    console.note(f"study {spec.name}: completing its MLflow record ({recorder.log.waiting()} records kept)")
+    recorder.begin(study, spec)
+    recorder.backfill_objective(study, spec.objective.metric)
+    recorder.finish(study, spec, status="FINISHED")
 
 
 def _start_ray(spec: StudySpec, console: Console) -> None:
@@ -215,7 +245,7 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
                 scheduler=scheduler,
                 num_samples=new_trials + len(tickets),
                 max_concurrent_trials=None,  # the elastic limiter caps at spec.concurrency
-                reuse_actors=True,
+                reuse_actors=spec.limits.reuse_workers,  # a worker over its own limit is ended with its trial
                 time_budget_s=spec.budget.time_limit_s,
             ),
             run_config=tune.RunConfig(
@@ -244,6 +274,7 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
         with deferred_interrupts():
             if view is not None:
                 view.close()
+            _give_up_if_storage_did(spec, searcher, recorder)
             limit = spec.budget.time_limit_s
             timed_out = limit is not None and time.monotonic() - started >= limit * 0.95
             left_running = searcher.end_live_trials(interrupted=searcher.interrupted or not timed_out and
@@ -255,6 +286,20 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
                 release_driver(study)
     outcome = RunOutcome(summarize(study, spec), searcher.progress, left_running)
     return _judge(outcome, spec, searcher, errors, console)
+
+
+def _give_up_if_storage_did(spec: StudySpec, searcher: "OptunaStudySearcher", recorder: Any) -> None:
+    """When the storage stayed away past ``storage_patience``: leave the study as it is (running
+    trials stay RUNNING, nothing more is written to it), end the MLflow parent run KILLED, and raise
+    :class:`StorageGaveUp` with the resume command."""
+    storage = patient_storage(spec.storage)
+    gave_up = storage.gave_up if storage is not None else None
+    if gave_up is None:
+        return
+    abandon = getattr(recorder, "abandon", None)
+    if abandon is not None:
+        abandon("KILLED")
+    raise StorageGaveUp(gave_up.url, gave_up.cause, gave_up.waited_s, resume=resume_command(spec))
 
 
 def _judge(outcome: RunOutcome, spec: StudySpec, searcher: "OptunaStudySearcher", errors: Any,

@@ -55,6 +55,7 @@ class SearchProgress:
     complete: int = 0
     pruned: int = 0
     diverged: int = 0
+    over_limit: int = 0  # stopped by a per-trial limit (limits:), counted among pruned or failed
     failed: int = 0
     best_value: float | None = None
     best_number: int | None = None
@@ -90,6 +91,7 @@ class OptunaStudySearcher(Searcher):
         self._live: dict[str, optuna.Trial] = {}
         self._last_told_epoch: dict[str, int] = {}
         self._failed: dict[str, optuna.Trial] = {}
+        self._attempts: dict[str, int] = {}  # trial id -> runs so far, for trials Ray retried
         self._worst: float | None = None  # worst finite value reported: the divergence penalty
         self._resume_queue = list(resumed or [])
         self._asked = 0
@@ -108,7 +110,7 @@ class OptunaStudySearcher(Searcher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         Searcher.__init__(self, metric=state["metric"], mode=state["mode"])
         self._study = None
-        self._live, self._last_told_epoch, self._failed = {}, {}, {}
+        self._live, self._last_told_epoch, self._failed, self._attempts = {}, {}, {}, {}
         self._resume_queue, self._asked, self._max_new_trials = [], 0, 0
         self.progress = SearchProgress(total=0)
         self.told = {}
@@ -135,6 +137,9 @@ class OptunaStudySearcher(Searcher):
         return {**config, Config.TRIAL_NUMBER: trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if result.get(Result.LIMIT_EXCEEDED) and trial_id in self._live:
+            self._end_over_limit(trial_id, result)
+            return
         self._report(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -142,6 +147,9 @@ class OptunaStudySearcher(Searcher):
             return
         if self.contract_error is not None and not error:
             self._stop_for_contract(trial_id)
+            return
+        if result and result.get(Result.LIMIT_EXCEEDED):
+            self._end_over_limit(trial_id, result)
             return
         told_before = self._last_told_epoch.get(trial_id, 0)
         if result:
@@ -195,6 +203,29 @@ class OptunaStudySearcher(Searcher):
         self._stop_for_contract(trial_id)
         return False
 
+    def _end_over_limit(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A trial its worker stopped at a per-trial limit: PRUNED with a penalty value (the worst
+        value seen, as for a diverged trial) so the sampler steers away from its region; FAIL when
+        there is nothing to rank it by. The stop reason says which limit."""
+        trial = self._live.pop(trial_id)
+        self.progress.running -= 1
+        self.progress.over_limit += 1
+        epochs = self._last_told_epoch.pop(trial_id, 0)
+        reason = str(result.get(Result.LIMIT_REASON) or "exceeded a per-trial limit")
+        trial.set_user_attr(TrialAttr.EPOCHS, epochs)
+        trial.set_user_attr(TrialAttr.FINAL_METRICS, reported_metrics(result))
+        trial.set_user_attr(TrialAttr.LIMIT_EXCEEDED, reason)
+        trial.set_user_attr(TrialAttr.ERROR, reason)
+        fallback = result.get(Result.DIVERGENCE_PENALTY)
+        penalty = self._worst if self._worst is not None else fallback if _finite(fallback) else None
+        if penalty is None:
+            self._tell(trial, TrialState.FAIL, reason)
+        else:
+            trial.report(float(penalty), epochs + 1)
+            self._tell(trial, TrialState.PRUNED, reason)
+        if self.on_failure is not None:
+            self.on_failure(trial.number, reason)
+
     def _stop_for_contract(self, trial_id: str) -> None:
         trial = self._live.pop(trial_id)
         self._last_told_epoch.pop(trial_id, None)
@@ -213,6 +244,14 @@ class OptunaStudySearcher(Searcher):
         self.progress.running += 1
         self.progress.resumed += 1
         return dict(ticket.config)
+
+    def note_retry(self, trial_id: str) -> None:
+        """Ray Tune runs a trial again after its worker died: count the attempt on the trial
+        (``user_attrs["attempts"]``, shown by ``stepsize status``)."""
+        trial = self._live.get(trial_id)
+        if trial is not None:
+            self._attempts[trial_id] = self._attempts.get(trial_id, 1) + 1
+            trial.set_user_attr(TrialAttr.ATTEMPTS, self._attempts[trial_id])
 
     def tell_failure(self, trial_id: str, message: str) -> None:
         """Tell a trial that raised as FAIL, keeping its error text on the Optuna trial."""
@@ -291,6 +330,9 @@ class FailureRelay(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         message = _read_error_file(trial) or "the workload raised"
         self._searcher.tell_failure(trial.trial_id, message)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._searcher.note_retry(trial.trial_id)  # its worker died; Ray runs it again
 
 
 def _read_error_file(trial: Any) -> str | None:

@@ -40,6 +40,8 @@ class StudyStopper(Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if not self._searcher.check_objective(trial_id, result):
             return True
+        if result.get(Result.LIMIT_EXCEEDED) and not result.get(Result.LIMIT_EXIT):
+            return True  # over a per-trial limit, its thread maybe stuck: Ray Tune ends the trial's worker
         if result.get(Result.EPOCH, 0) >= self._max_epochs:
             return True
         return bool(self._extra(trial_id, result)) if self._extra is not None else False

@@ -24,18 +24,21 @@ from orchestrator.spec.model import (
     DEFAULT_SAMPLER,
     DEFAULT_SCHEDULER,
     DEFAULT_STORAGE,
+    DEFAULT_STORAGE_PATIENCE_S,
     DEFAULT_TRACKING_URI,
     DEFAULT_WORKLOAD,
     TOP_LEVEL_FIELDS,
     Budget,
     Divergence,
     Failures,
+    Limits,
     LRScaling,
     Objective,
     Resources,
     StudySpec,
     apply_overrides,
 )
+from orchestrator.spec.yaml_source import load_yaml
 from orchestrator.workloads.registry import BUILTIN_WORKLOADS
 from orchestrator.workloads.script import ScriptWorkload, parse_script_workload
 from search_spaces import SearchSpace, available_presets, preset_mapping
@@ -52,7 +55,7 @@ def load_spec(path: str | os.PathLike[str], **overrides: Any) -> StudySpec:
     if not file.is_file():
         raise SpecError("study file", str(path), "the path of an existing YAML study file")
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = load_yaml(file.read_text(), str(path)) or {}  # an alias bomb is refused before it expands
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -119,13 +122,25 @@ def spec_from_mapping(data: Mapping[str, Any], base_dir: str | os.PathLike[str] 
         divergence=_divergence(data.get("divergence") or {}),
         failures=_failures(data.get("failures") or {}),
         lr_scaling=_lr_scaling(data.get("lr_scaling") or {}, space),
+        limits=_limits(data.get("limits", {})),
         lr_bounds=lr_bounds,
         storage=url(data.get("storage", DEFAULT_STORAGE), "storage", _STORAGE_SCHEMES, "sqlite:///stepsize.db or postgresql+psycopg://user:pass@host/db"),
         tracking_uri=url(data.get("tracking_uri", DEFAULT_TRACKING_URI), "tracking_uri", _TRACKING_SCHEMES, "sqlite:///mlflow.db or http://127.0.0.1:5000"),
         address=_address(data.get("address")),
         results_dir=_results_dir(data.get("results_dir", DEFAULT_RESULTS_DIR)),
         seed=int(seed),
+        storage_patience_s=_storage_patience(data.get("storage_patience")),
     )
+
+
+def _storage_patience(value: Any) -> float:
+    """Seconds from ``storage_patience``: a bare number is minutes (``5``), else a duration
+    (``90s``, ``5m``, ``1h``); missing: the default (5 minutes)."""
+    if value is None:
+        return DEFAULT_STORAGE_PATIENCE_S
+    if is_number(value) and value > 0:
+        return float(value) * 60
+    return duration(value, "storage_patience") or DEFAULT_STORAGE_PATIENCE_S
 
 
 def _workload(value: Any, base_dir: str | os.PathLike[str] | None, names: tuple[str, ...]) -> str | ScriptWorkload:
@@ -222,6 +237,40 @@ def _lr_scaling(value: Any, space: SearchSpace) -> LRScaling:
     if rule != "none" and space.get("learning_rate") is None:
         raise SpecError("lr_scaling.rule", rule, "none when the search space has no learning_rate")
     return LRScaling(rule, reference)
+
+
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)\s*$")
+_MEMORY_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+                 "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def _limits(value: Any) -> Limits:
+    if value is None:
+        return Limits(None, None, None)
+    if not isinstance(value, Mapping):
+        raise SpecError("limits", value, "a mapping with trial_time and trial_memory (each may be null: no limit)")
+    reject_unknown(value, {"trial_time", "trial_memory"}, "limits.")
+    time_s = duration(value.get("trial_time"), "limits.trial_time")
+    memory = value.get("trial_memory", "80%")
+    if memory is None:
+        return Limits(time_s, None, None)
+    accepted = ("a size such as '4GiB' or '512MiB' (resident memory of the trial's processes), a share of "
+                "the node's RAM such as '80%', or null for no limit")
+    if isinstance(memory, str) and memory.strip().endswith("%"):
+        try:
+            share = float(memory.strip()[:-1])
+        except ValueError:
+            raise SpecError("limits.trial_memory", memory, accepted) from None
+        if not 0 < share <= 100:
+            raise SpecError("limits.trial_memory", memory, "a share of the node's RAM above 0% and at most 100%")
+        return Limits(time_s, None, share / 100)
+    match = _MEMORY_RE.match(memory) if isinstance(memory, str) else None
+    size = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)]) if match else memory if is_int(memory) else None
+    if size is None:
+        raise SpecError("limits.trial_memory", memory, accepted)
+    if size < 64 * 2**20:
+        raise SpecError("limits.trial_memory", memory, "at least 64MiB (a worker process alone takes a few hundred MiB)")
+    return Limits(time_s, int(size), None)
 
 
 def _lr_bounds(value: Any, space: SearchSpace) -> str:

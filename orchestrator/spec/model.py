@@ -22,6 +22,8 @@ DEFAULT_RESULTS_DIR = "~/stepsize_results"
 DEFAULT_WORKLOAD = "digits_cnn"
 DEFAULT_SAMPLER = "tpe"
 DEFAULT_SCHEDULER = "asha"
+#: How long the driver retries an unreachable Optuna storage before it gives up (seconds).
+DEFAULT_STORAGE_PATIENCE_S = 300.0
 
 
 def _default_sampler() -> Choice:
@@ -85,6 +87,39 @@ class Failures:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Per-trial limits, enforced inside the trial's worker (``orchestrator.trial.limits``).
+
+    ``trial_time_s``: wall-clock seconds a trial may run (None: no limit). Memory: the resident
+    memory of the trial's worker process and its children, either ``trial_memory_bytes`` or
+    ``trial_memory_fraction`` of the node's RAM (both None: no limit). Default: 80% of the node's
+    RAM, so one runaway trial cannot take the machine down, and no time limit.
+    """
+
+    trial_time_s: float | None = None
+    trial_memory_bytes: int | None = None
+    trial_memory_fraction: float | None = 0.8
+
+    @property
+    def any(self) -> bool:
+        return self.trial_time_s is not None or self.trial_memory_bytes is not None or self.trial_memory_fraction is not None
+
+    @property
+    def reuse_workers(self) -> bool:
+        """Whether worker processes may serve several trials: not when the study asked for a limit
+        of its own (a trial stuck in C code can then only be ended with its process)."""
+        return self.trial_time_s is None and self.trial_memory_bytes is None
+
+    def to_dict(self) -> dict[str, Any]:
+        memory: Any = None
+        if self.trial_memory_bytes is not None:
+            memory = self.trial_memory_bytes
+        elif self.trial_memory_fraction is not None:
+            memory = f"{self.trial_memory_fraction * 100:g}%"
+        return {"trial_time": self.trial_time_s, "trial_memory": memory}
+
+
+@dataclass(frozen=True)
 class LRScaling:
     """LR-batch-size coupling: the searched LR is the base LR at ``reference_batch_size``; the
     effective LR is base x f(batch_size / reference), f = 1, identity or square root."""
@@ -111,12 +146,14 @@ class StudySpec:
     divergence: Divergence = Divergence()
     failures: Failures = Failures()
     lr_scaling: LRScaling = LRScaling()
+    limits: Limits = Limits()
     lr_bounds: str = "declared"
     storage: str = DEFAULT_STORAGE
     tracking_uri: str = DEFAULT_TRACKING_URI
     address: str | None = None
     results_dir: str = DEFAULT_RESULTS_DIR
     seed: int = 0
+    storage_patience_s: float = DEFAULT_STORAGE_PATIENCE_S
 
     def to_dict(self, urls: Callable[[Any], Any] | None = None) -> dict[str, Any]:
         """A plain, YAML-serialisable form that :func:`~orchestrator.spec.spec_from_mapping` reads
@@ -140,12 +177,14 @@ class StudySpec:
             "divergence": dataclasses.asdict(self.divergence),
             "failures": dataclasses.asdict(self.failures),
             "lr_scaling": dataclasses.asdict(self.lr_scaling),
+            "limits": self.limits.to_dict(),
             "lr_bounds": self.lr_bounds,
             "storage": self.storage,
             "tracking_uri": self.tracking_uri,
             "address": self.address,
             "results_dir": self.results_dir,
             "seed": self.seed,
+            "storage_patience": f"{self.storage_patience_s:g}s",
         }
         for key in URL_FIELDS if urls is not None else ():
             data[key] = urls(data[key])
@@ -167,7 +206,7 @@ class StudySpec:
 #: The fields that hold URLs that may carry credentials (a Ray address cannot: HOST:PORT).
 URL_FIELDS = ("storage", "tracking_uri")
 #: The study file's top-level fields.
-TOP_LEVEL_FIELDS = frozenset(f.name for f in dataclasses.fields(StudySpec))
+TOP_LEVEL_FIELDS = frozenset(f.name for f in dataclasses.fields(StudySpec)) - {"storage_patience_s"} | {"storage_patience"}
 #: Overrides (command line, API keywords) that live inside ``budget``.
 BUDGET_OVERRIDES = ("trials", "max_epochs")
 

@@ -7,8 +7,9 @@ import dataclasses
 import functools
 import os
 import tempfile
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -18,7 +19,13 @@ from orchestrator.keys import StudyAttr
 from orchestrator.spec import StudySpec, spec_from_mapping
 from orchestrator.study.samplers import build_sampler
 
+if TYPE_CHECKING:
+    from orchestrator.study.retrying import RetryingStorage
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: The storage URL of each study created or loaded here (the driver lock's table lives there).
+_URLS: "weakref.WeakKeyDictionary[optuna.Study, str]" = weakref.WeakKeyDictionary()
 
 #: Seconds a database server has to accept a connection before the storage counts as unreachable.
 CONNECT_TIMEOUT_S = 10
@@ -27,8 +34,46 @@ _ACCEPTED = ("an SQLAlchemy database URL whose driver is installed: sqlite:///FI
              "with PyMySQL installed")
 
 
-@functools.lru_cache(maxsize=8)
+#: URL -> seconds the driver's study waits for its storage (set by :func:`be_patient`).
+_PATIENCE: dict[str, float] = {}
+
+
+def be_patient(url: str, patience_s: float) -> None:
+    """From now on, in this process, :func:`make_storage` gives ``url``'s storage wrapped so that
+    a call the database cannot answer is retried for up to ``patience_s`` seconds (the driver's
+    long-running study; quick commands run in processes of their own and fail fast)."""
+    _PATIENCE[url] = patience_s
+    if url in _patient_urls:
+        _patient(url).patience_s = patience_s
+
+
+_patient_urls: set[str] = set()
+
+
+def patient_storage(url: str) -> "RetryingStorage | None":
+    """The retrying storage the driver uses for ``url`` (None: none was asked for)."""
+    return _patient(url) if url in _PATIENCE else None
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """The storage for ``url``: :func:`rdb_storage`, or, after :func:`be_patient`, the same
+    behind a :class:`~orchestrator.study.retrying.RetryingStorage` (one per URL in a process)."""
+    patient = patient_storage(url)
+    return patient if patient is not None else rdb_storage(url)
+
+
+@functools.lru_cache(maxsize=8)
+def _patient(url: str) -> "RetryingStorage":
+    from orchestrator.study.retrying import RetryingStorage
+
+    _patient_urls.add(url)
+    # get_storage adds Optuna's own cache of finished trials, as passing the RDB storage would.
+    plain = rdb_storage(url)
+    return RetryingStorage(optuna.storages.get_storage(plain), url, _PATIENCE[url], plain=plain)
+
+
+@functools.lru_cache(maxsize=8)
+def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage for ``url``, one per URL in a process (each holds a connection pool).
 
     SQLite gets a generous lock timeout and write-ahead logging with ``synchronous=NORMAL``: a
@@ -160,14 +205,30 @@ def next_free_name(spec: StudySpec) -> str:
     return f"{spec.name}-{suffix}"
 
 
+def storage_url(study: optuna.Study) -> str | None:
+    """The storage URL ``study`` was created or loaded from here (None for any other study)."""
+    return _URLS.get(study)
+
+
 def create_study(spec: StudySpec) -> optuna.Study:
-    """Create ``spec``'s study in its storage, recording the spec in the study's attributes."""
+    """Create ``spec``'s study in its storage with the spec in the study's attributes: both or
+    neither (the study is deleted again when storing the spec fails, so the name stays free).
+    :class:`StudyExistsError` when the name is taken, also by a launch racing this one."""
     refuse_existing_study(spec)
     storage = make_storage(spec.storage)
-    study = optuna.create_study(
-        study_name=spec.name, storage=storage, sampler=build_sampler(spec), direction=spec.objective.direction
-    )
-    study.set_user_attr(StudyAttr.SPEC, spec.to_stored_dict())
+    try:
+        study = optuna.create_study(
+            study_name=spec.name, storage=storage, sampler=build_sampler(spec), direction=spec.objective.direction
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # another launch created it since the check
+        existing = optuna.load_study(study_name=spec.name, storage=storage)
+        raise StudyExistsError(spec.name, redact(spec.storage), len(existing.trials)) from None
+    try:
+        store_spec(study, spec)
+    except BaseException:  # an error, Ctrl-C: no study is left behind without its spec
+        optuna.delete_study(study_name=spec.name, storage=storage)
+        raise
+    _URLS[study] = spec.storage
     return study
 
 
@@ -182,6 +243,7 @@ def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
     if name not in names:
         raise StudyNotFoundError(name, redact(storage_url), names)
     study = optuna.load_study(study_name=name, storage=make_storage(storage_url))
+    _URLS[study] = storage_url
     spec = spec_from_mapping(study.user_attrs[StudyAttr.SPEC])
     # A sampler seeded as at launch would draw its first (random) configurations again; seed it
     # with how far the study got instead, which is as reproducible and never repeats them.

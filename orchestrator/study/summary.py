@@ -38,11 +38,13 @@ class StudySummary:
     mode: str
     counts: dict[str, int]
     diverged: int = 0
+    over_limit: int = 0  # stopped at a per-trial limit (limits:); listed among the failures
     best_number: int | None = None
     best_value: float | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
     best_metrics: dict[str, Any] = field(default_factory=dict)
     failures: list[TrialFailure] = field(default_factory=list)
+    attempts: dict[int, int] = field(default_factory=dict)  # trial number -> runs, for trials Ray retried
     driver_active: bool = False  # a driver is running the study now; else RUNNING trials were interrupted
 
     @property
@@ -65,8 +67,10 @@ class StudySummary:
             "trials": self.total,
             "states": dict(self.counts),
             "diverged": self.diverged,
+            "over_limit": self.over_limit,
             "interrupted": self.interrupted,
             "failures": [{"trial": f.number, "error": f.error} for f in self.failures],
+            "attempts": {str(number): runs for number, runs in self.attempts.items()},
             "metric": self.metric,
             "mode": self.mode,
             "best": None
@@ -118,7 +122,11 @@ def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
         mode=spec.objective.mode,
         counts={state.name: counts.get(state.name, 0) for state in TrialState if counts.get(state.name)},
         diverged=sum(1 for t in trials if t.user_attrs.get(TrialAttr.DIVERGED)),
-        failures=[_failure(t) for t in trials if t.state == TrialState.FAIL],
+        over_limit=sum(1 for t in trials if t.user_attrs.get(TrialAttr.LIMIT_EXCEEDED)),
+        failures=[_failure(t) for t in trials
+                  if t.state == TrialState.FAIL or t.user_attrs.get(TrialAttr.LIMIT_EXCEEDED)],
+        attempts={t.number: int(t.user_attrs[TrialAttr.ATTEMPTS]) for t in trials
+                  if int(t.user_attrs.get(TrialAttr.ATTEMPTS) or 1) > 1},
         driver_active=active_driver(study) is not None,
     )
     best = best_trial(study)

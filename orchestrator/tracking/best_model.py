@@ -10,6 +10,7 @@ pickled, gets no logged model (a note on the parent run says so).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from orchestrator.credentials import connectable, protected_logger
@@ -26,6 +27,22 @@ logger = protected_logger("orchestrator.tracking")
 ARTIFACT_NAME = "model"
 
 
+_import_lock = threading.Lock()
+
+
+def import_flavour() -> None:
+    """Import ``mlflow.pytorch`` leaving the root logger as it was (its import calls
+    ``logging.basicConfig(level=ERROR)``, which would change the process's logging behind its back)."""
+    with _import_lock:
+        root = logging.getLogger()
+        level, handlers = root.level, list(root.handlers)
+        try:
+            import mlflow.pytorch  # noqa: F401
+        finally:
+            root.setLevel(level)
+            root.handlers[:] = handlers
+
+
 def best_checkpoint(spec: Any, number: int) -> str | None:
     """The newest checkpoint folder of trial ``number``, or None."""
     folder = local_study_folder(spec)
@@ -40,6 +57,7 @@ def log_best_model(tracking_uri: str, run_id: str, checkpoint: str) -> str | Non
     model = load_model(checkpoint)
     if model is None:
         return None
+    import_flavour()
     import mlflow
     import mlflow.pytorch
     import torch

@@ -109,9 +109,10 @@ class StudyRecorder:
         """Write what waits now, in the calling thread; True when nothing was left over."""
         return self.flusher.flush()
 
-    def close(self, retries: int | None = None, pause_s: float | None = None) -> bool:
+    def close(self, retries: int | None = None, pause_s: float | None = None, warn: bool = True) -> bool:
         """Stop the thread and write what is left, retrying while the store is unreachable; True
-        when everything was written, else the records stay in the record log."""
+        when everything was written, else the records stay in the record log (and, with ``warn``,
+        a warning says where)."""
         retries = self.final_retries if retries is None else retries
         pause_s = self.retry_pause_s if pause_s is None else pause_s
         self.flusher.stop()
@@ -120,6 +121,8 @@ class StudyRecorder:
                 return True
             if attempt < retries:
                 time.sleep(pause_s)
+        if not warn:
+            return False
         logger.warning(
             "tracking_uri %s is still unreachable at the end of study %r: %d records are kept in the record log "
             "%s and are written by the next `stepsize resume %s` or `stepsize ui %s` once the server is back.",
@@ -263,20 +266,58 @@ class StudyRecorder:
             files.extend(lr_range_files(study, spec.name, self.staging / "plots"))
         self.add(*study_run.end_records(summary, spec, self.staging, files, notes))
         self.add(records.close(naming.PARENT_REF, status))
-        written = self.close(retries=None if complete else 0)
-        if written and complete and summary.best_number is not None:
-            best_run = self.writer.run_id(naming.trial_ref(summary.best_number))
-            if best_run:
-                tags = {Tag.BEST_RUN: best_run}
-                model_uri = self._log_best_model(spec, summary.best_number, best_run)
-                if model_uri:
-                    tags[Tag.MODEL_URI] = model_uri
-                self.add(records.tags(naming.PARENT_REF, tags))
-                written = self.flusher.flush()
+        written = self.close(retries=None if complete else 0, warn=False)
+        if written and complete:
+            written = self.record_best_model(spec, summary.best_number)
         self.save_parent(study)
         self.log.close()
         if written:
             shutil.rmtree(self.staging, ignore_errors=True)
+        else:
+            self._hand_over(spec, complete)
+        return written
+
+    def record_best_model(self, spec: Any, best_number: int | None) -> bool:
+        """Log the best trial's model on its run and tag the parent with both; True when written."""
+        if best_number is None:
+            return True
+        ref = naming.trial_ref(best_number)
+        if self.writer.run_id(ref) is None:  # a later process: find the run (the tag it already has)
+            self.add(records.tags(ref, {Tag.TRIAL_NUMBER: str(best_number)}))
+            if not self.flusher.flush():
+                return False
+        best_run = self.writer.run_id(ref)
+        if not best_run:
+            return True
+        tags = {Tag.BEST_RUN: best_run}
+        model_uri = self._log_best_model(spec, best_number, best_run)
+        if model_uri:
+            tags[Tag.MODEL_URI] = model_uri
+        self.add(records.tags(naming.PARENT_REF, tags))
+        return self.flusher.flush()
+
+    def _hand_over(self, spec: Any, complete: bool) -> None:
+        """The store is still away at the study's end: a background process writes the record
+        (and, for a finished study, the best model) as soon as it answers; a warning says so."""
+        from orchestrator.tracking.handover import patience_s, spawn
+
+        started = spawn(self.study_name, spec.storage, self.tracking_uri, self.log.path, best_model=complete)
+        later = (f"a background process (pid {started[0]}, its log {started[1]}) writes them, and the best model, "
+                 f"as soon as the server answers (trying for {patience_s() / 60:g} min); ") if started else ""
+        logger.warning(
+            "tracking_uri %s is still unreachable at the end of study %r: %d records are kept in the record log "
+            "%s; %sthe next `stepsize resume %s` or `stepsize ui %s` writes them too.",
+            redact(self.tracking_uri), self.study_name, self.log.waiting(), self.log.path, later,
+            self.study_name, self.study_name,
+        )
+
+    def abandon(self, status: str) -> bool:
+        """End the parent run with ``status`` without reading the study (its storage is away):
+        what cannot be written now waits in the record log for ``stepsize resume``."""
+        self.flusher.stop(timeout_s=5.0)
+        self.add(records.close(naming.PARENT_REF, status))
+        written = self.close(retries=0)
+        self.log.close()
         return written
 
     def _log_best_model(self, spec: Any, number: int, run_id: str) -> str | None:
@@ -323,15 +364,11 @@ def _ctrl_c_deferred() -> Iterator[None]:
 
 def _warm_up() -> None:
     """Import what the study's end needs (plots, the model flavour) while the trials train."""
+    from orchestrator.tracking.best_model import import_flavour
     from orchestrator.tracking.plots import warm_up
 
     warm_up()
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
     try:
-        import mlflow.pytorch  # noqa: F401
+        import_flavour()  # leaves the root logger as it was
     except Exception:  # noqa: BLE001
         pass
-    finally:  # importing it may call logging.basicConfig(level=ERROR): leave the root logger as it was
-        root.setLevel(level)
-        root.handlers[:] = handlers

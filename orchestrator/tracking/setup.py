@@ -36,6 +36,9 @@ class NoRecorder:
     def finish(self, study: Any, spec: Any, status: str | None = None) -> bool:
         return False
 
+    def abandon(self, status: str) -> bool:
+        return False
+
 
 def recorder_for(study: Any, spec: Any, experiment_name: str | None = None, **options: Any) -> StudyRecorder:
     """A recorder for ``study`` (not started), keeping its MLflow coordinates in the study's user

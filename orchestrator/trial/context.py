@@ -38,6 +38,7 @@ class TrialContext:
     checkpointing: bool = False  # set by the trainable: report() then saves a checkpoint
     restore_from: str | None = None  # a checkpoint folder to continue from
     _objects: dict[str, Any] = field(default_factory=dict)
+    _tune_exit: BaseException | None = None  # the SystemExit Ray Tune stopped the trial with
 
     def restore(self, **objects: Any) -> int:
         """Register what a checkpoint holds and load it when the trial continues; return the
@@ -92,10 +93,10 @@ class TrialContext:
             from orchestrator.trial.checkpoints import mark_files_checkpoint
 
             mark_files_checkpoint(checkpoint_dir, self.number, epoch)
-            self._sink({Result.EPOCH: epoch, **clean}, str(checkpoint_dir))
+            self._send({Result.EPOCH: epoch, **clean}, str(checkpoint_dir))
             return
         if not self.checkpointing or not self._objects:
-            self._sink({Result.EPOCH: epoch, **clean})
+            self._send({Result.EPOCH: epoch, **clean})
             return
         import tempfile
 
@@ -103,7 +104,21 @@ class TrialContext:
 
         with tempfile.TemporaryDirectory(prefix="stepsize-ckpt-") as folder:
             write_checkpoint(folder, self._checkpointed(), self.number, epoch)
-            self._sink({Result.EPOCH: epoch, **clean}, folder)
+            self._send({Result.EPOCH: epoch, **clean}, folder)
+
+    def _send(self, *report: Any) -> None:
+        """Hand a report to the sink. Ray Tune stops a trial by raising ``SystemExit(0)`` inside
+        its report call: that one is remembered (:meth:`stopped_by_tune`) and must reach Ray Tune,
+        unlike a ``sys.exit()`` of the workload's own."""
+        try:
+            self._sink(*report)  # type: ignore[misc]
+        except SystemExit as exc:
+            self._tune_exit = exc
+            raise
+
+    def stopped_by_tune(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the ``SystemExit`` Ray Tune raised from a report to stop the trial."""
+        return exc is self._tune_exit
 
     def resume_dir(self) -> str | None:
         """The checkpoint folder this trial continues from (files reported with

@@ -7,11 +7,13 @@ DDP trial (:mod:`~orchestrator.trial.ddp`); only where its reports go differs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from orchestrator.keys import Config, Result
 from orchestrator.training.lr_scaling import apply_lr_scaling
+from orchestrator.trial.limits import Breach, TrialLimits, Watchdog
 
 if TYPE_CHECKING:
     from orchestrator.spec import StudySpec
@@ -34,6 +36,7 @@ class TrialRuntime:
     lr_reference_batch_size: int = 256
     retry_errors: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    limits: TrialLimits = TrialLimits()
 
     @classmethod
     def from_spec(cls, spec: "StudySpec") -> "TrialRuntime":
@@ -50,6 +53,7 @@ class TrialRuntime:
             lr_reference_batch_size=spec.lr_scaling.reference_batch_size,
             retry_errors=spec.failures.retry_errors,
             options=dict(spec.workload_options),
+            limits=TrialLimits.from_spec(spec.limits),
         )
 
 
@@ -74,14 +78,11 @@ def run_trial(
     A workload that raises ends the trial with a ``trial_failed`` result carrying the error,
     unless ``runtime.retry_errors`` lets the error reach Ray Tune (which retries the trial).
     """
-    import traceback
-
     import torch
 
-    from orchestrator.errors import TrialDiverged
+    from orchestrator.errors import TrialLimitExceeded
     from orchestrator.trial.context import TrialContext
     from orchestrator.trial.divergence import DivergenceGuard
-    from orchestrator.workloads.registry import resolve_workload
 
     number = int(config.get(Config.TRIAL_NUMBER, 0))
     params = trial_params(config, runtime)
@@ -99,8 +100,48 @@ def run_trial(
         checkpointing=checkpointing,
         restore_from=restore_from,
     )
+
+    def limit_result(breach: Breach, exiting: bool = False) -> dict[str, Any]:
+        penalty = context.guard.penalty() if runtime.mode == "min" else 0.0
+        return {Result.EPOCH: context.epoch, Result.TRIAL_FAILED: 1.0, Result.ERROR: breach.reason,
+                Result.LIMIT_EXCEEDED: 1.0, Result.LIMIT_REASON: breach.reason, Result.LIMIT_EXIT: float(exiting),
+                Result.LIMIT_PEAK_BYTES: float(max(breach.memory_bytes, watchdog.peak_memory)),
+                Result.DIVERGENCE_PENALTY: penalty}
+
+    def on_stuck(breach: Breach) -> None:
+        # The trial's thread is stuck in C: report from here, then the process has to go.
+        exiting = runtime.limits.exit_when_stuck
+        try:
+            report(limit_result(breach, exiting))
+        except BaseException:  # noqa: BLE001 - Ray Tune ends a stopped trial's report with SystemExit
+            pass
+        if exiting:  # a reused worker: nobody else ends this process
+            os._exit(1)
+
+    watchdog = Watchdog(number, runtime.limits, on_stuck=on_stuck).start()
+    try:
+        try:
+            _call_workload(runtime, params, context, report, watchdog)
+        finally:
+            watchdog.finish()
+    except TrialLimitExceeded:
+        watchdog.finish()
+        if watchdog.breach is not None and watchdog.claim():
+            report(limit_result(watchdog.breach))
+
+
+def _call_workload(runtime: TrialRuntime, params: dict[str, Any], context: Any, report: Callable[..., None],
+                   watchdog: Watchdog) -> None:
+    """Call the workload; turn how it ended into a result (a limit breach propagates)."""
+    import traceback
+
+    from orchestrator.errors import TrialDiverged, TrialLimitExceeded
+    from orchestrator.workloads.registry import resolve_workload
+
     try:
         resolve_workload(runtime.workload)(params, context)
+    except TrialLimitExceeded:
+        raise
     except TrialDiverged as diverged:
         # Stop now, and say so: the driver ranks the trial as bad (PRUNED with a penalty value),
         # so the sampler learns to avoid its region.
@@ -113,8 +154,24 @@ def run_trial(
             Result.DIVERGED_LOSS: diverged.loss,
             Result.DIVERGED_REASON: diverged.reason,
         })
+    except SystemExit as exited:
+        if context.stopped_by_tune(exited):
+            raise  # Ray Tune stopping the trial inside report(): it must reach Ray Tune
+        if exited.code not in (None, 0):  # sys.exit() or sys.exit(0) ends the trial as a return would
+            # The workload's own sys.exit(N): a FAIL with its code, not a dead worker for Ray to retry.
+            report({Result.EPOCH: context.epoch, Result.TRIAL_FAILED: 1.0,
+                    Result.ERROR: traceback.format_exc()[-3500:] + workload_exit_text(exited)})
     except Exception:
+        if watchdog.breach is not None:  # the workload wrapped the watchdog's exception in its own
+            raise TrialLimitExceeded(watchdog.breach.reason) from None
         if runtime.retry_errors:
             raise
         # Told FAIL with this text by the driver; not retried: the same code fails the same way.
         report({Result.EPOCH: context.epoch, Result.TRIAL_FAILED: 1.0, Result.ERROR: traceback.format_exc()[-4000:]})
+
+
+def workload_exit_text(exited: SystemExit) -> str:
+    """The last line of a trial that called ``sys.exit(N)``: what it did and what to do instead."""
+    return (f"\nSystemExit: the workload called sys.exit({exited.code!r}); the trial is recorded as failed with exit "
+            "code " + repr(exited.code) + " and not retried. End a trial by returning, or raise an exception "
+            "that says what went wrong.")
