@@ -158,7 +158,7 @@ def _check_script_fits(resources: Resources, lr_bounds: str) -> None:
     if resources.workers > 1:
         raise SpecError("resources.workers", resources.workers, "1 with a script workload",
                         "A script runs as one process per trial; for multi-process training start torchrun "
-                        "from the script, or write the workload as a function (docs/distributed.md).")
+                        "from the script, or write the workload as a function (resources.workers in docs/cluster.md).")
     if lr_bounds == "auto":
         raise SpecError("lr_bounds", "auto", "'declared' with a script workload",
                         "The LR range test trains in the driver's Ray task through a function workload's "
