@@ -31,6 +31,7 @@ from tests.tracking_support import metric_points, runs_by_name
 STEPSIZE = [sys.executable, "-m", "orchestrator.cli"]
 TRIALS = 30
 KILL_AFTER_FINISHED = (4, 12, 20)  # kill once the study has this many finished trials, plus a random delay
+SPARE_KILLS = (24, 27)  # further kills while none has caught a trial mid-way (epochs here take ~30 ms)
 
 
 def _env() -> dict:
@@ -62,11 +63,13 @@ def _run_and_kill(command: list[str], cwd: Path, storage: str, name: str, kill_a
                 time.sleep(rng.uniform(0.0, 1.5))
                 waited = time.monotonic() + 20
                 while _finished(storage, name)[2] == 0 and process.poll() is None and time.monotonic() < waited:
-                    time.sleep(0.1)
-                finished, running, _ = _finished(storage, name)
+                    time.sleep(0.02)
                 process.send_signal(signal.SIGKILL)
                 process.wait(60)
-                return {"killed": True, "finished": finished, "running": running}
+                # Read after the kill: the dead driver tells Optuna nothing more, so this is what
+                # the resume finds (a trial seen mid-way a moment before may have ended since).
+                finished, running, checkpointed = _finished(storage, name)
+                return {"killed": True, "finished": finished, "running": running, "checkpointed": checkpointed}
             time.sleep(0.25)
         if process.poll() is None:
             process.kill()
@@ -98,16 +101,27 @@ def _chaos(tmp_path: Path, storage: str, tracking_uri: str, delete_ray_folder_be
     log = tmp_path / "driver.log"
     kills = []
     command = STEPSIZE + ["launch", "study.yaml", "--quiet"]
-    for index, kill_at in enumerate((*KILL_AFTER_FINISHED, None)):
+    planned, spare = list(KILL_AFTER_FINISHED), list(SPARE_KILLS)
+    index = 0
+    while True:
+        if planned:
+            kill_at = planned.pop(0)
+        elif spare and not any(k["checkpointed"] for k in kills):
+            kill_at = spare.pop(0)  # no kill has yet caught a trial mid-way: one more
+        else:
+            kill_at = None
         if index and index == delete_ray_folder_before:
             _remove(tmp_path / "ray")  # a new machine with the same database
         outcome = _run_and_kill(command, tmp_path, storage, name, kill_at, rng, log)
-        if kill_at is not None:
-            assert outcome["killed"], f"the study ended before it could be killed at {kill_at} finished trials"
-            kills.append(outcome)
+        index += 1
         command = STEPSIZE + ["resume", name, "--storage", storage, "--quiet"]
-    assert len(kills) == 3
+        if kill_at is None:
+            break
+        assert outcome["killed"], f"the study ended before it could be killed at {kill_at} finished trials"
+        kills.append(outcome)
+    assert len(kills) >= 3
     assert any(k["running"] for k in kills), "no kill landed while trials were running"
+    assert any(k["checkpointed"] for k in kills), f"no kill caught a trial with a checkpoint: {kills}"
     _check_record(tmp_path, storage, tracking_uri, name)
 
 
