@@ -17,7 +17,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy.exc
 import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -26,6 +25,7 @@ from orchestrator.keys import StudyAttr, Tag
 from orchestrator.study.storage import make_storage
 from orchestrator.tracking import naming
 from tests.conftest import ROOT
+from tests.study_support import trials_if_created
 from tests.tracking_support import metric_points, runs_by_name
 
 STEPSIZE = [sys.executable, "-m", "orchestrator.cli"]
@@ -40,11 +40,9 @@ def _env() -> dict:
 
 def _finished(storage: str, name: str) -> tuple[int, int, int]:
     """Trials finished, running, and running with at least one epoch told (so checkpointed)."""
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(storage))
-    except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+    trials = trials_if_created(storage, name)
+    if trials is None:
         return 0, 0, 0  # the driver has not yet created the study, or is creating the schema right now
-    trials = study.get_trials(deepcopy=False)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     return sum(t.state.is_finished() for t in trials), len(running), sum(bool(t.intermediate_values) for t in running)
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import optuna
-import sqlalchemy.exc
 import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -28,6 +27,7 @@ from optuna.trial import TrialState
 from orchestrator.keys import Tag
 from orchestrator.study.storage import make_storage
 from tests.conftest import ROOT
+from tests.study_support import trials_if_created
 
 STEPSIZE = [sys.executable, "-m", "orchestrator.cli"]
 
@@ -127,9 +127,8 @@ def _group(pgid: int) -> set[int]:
 
 
 def _running_with_an_epoch(folder: Path, name: str) -> int:
-    try:
-        trials = _trials(folder, name)
-    except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+    trials = trials_if_created(f"sqlite:///{folder}/optuna.db", name)
+    if trials is None:
         return 0  # not created yet
     return sum(1 for t in trials if t.state == TrialState.RUNNING and t.intermediate_values)
 
