@@ -14,6 +14,8 @@
 - ``lr_bounds/lr_bounds_auto.py``: ``lr_bounds: auto`` against the wide declared range (docs/benchmarks.md).
 - ``mlflow_logging/mlflow_logging.py``: stepsize's MLflow recorder against Ray's MLflowLoggerCallback
   (docs/mlflow.md).
+- ``commands/measure.py``: ``status``, ``best``, ``--help``, ``presets``, ``ui --help`` and a spec
+  error against ``import torch``, in one run (docs/benchmarks.md).
 
 ``common.py`` holds what they share.
 """

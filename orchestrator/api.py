@@ -24,7 +24,7 @@ def launch(
     """Validate and run a study to its budget; return where it ended.
 
     ``study`` is a YAML file or a :class:`StudySpec`. Overrides: ``trials``, ``max_epochs``,
-    ``seed``, ``storage``, ``address``, ``concurrency``, ``results_dir``, ``tracking_uri``.
+    ``epochs`` (``budget.epochs``), ``seed``, ``storage``, ``address``, ``concurrency``, ``results_dir``, ``tracking_uri``.
     Raises :class:`~orchestrator.errors.SpecError` for a bad field before anything is created,
     and :class:`~orchestrator.errors.StudyExistsError` when the name is taken (``new=True``
     names the study ``NAME-2``, ``NAME-3``... instead).
@@ -47,21 +47,23 @@ def resume(
     quiet: bool = False,
     verbose: bool = False,
     stream: TextIO | None = None,
+    epochs: int | None = None,
 ) -> StudySummary:
     """Continue study ``name`` after its driver stopped (killed, machine lost, Ctrl-C).
 
     Finished trials are kept; trials that were running run again from their last checkpoint
     (from the start when Ray's results folder is gone); new trials fill the budget, which
-    ``trials`` can raise to extend a finished study. MLflow records continue in the same runs.
+    ``trials`` (trials in all) and ``epochs`` (epochs in all, ``budget.epochs``) can raise to
+    extend a finished study. MLflow records continue in the same runs.
     """
     from orchestrator.run import launch as run
 
-    return run.resume(name, storage, trials, address, run.Console(quiet, verbose, stream)).summary
+    return run.resume(name, storage, trials, address, run.Console(quiet, verbose, stream), epochs=epochs).summary
 
 
 def status(name: str, storage: str = DEFAULT_STORAGE) -> StudySummary:
     """Trials by state and the best so far, read from the Optuna storage."""
-    study, spec = load_study(name, storage)
+    study, spec = load_study(name, storage, sampler=False)
     return summarize(study, spec)
 
 
@@ -75,7 +77,7 @@ def best(name: str, storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
     Raises :class:`~orchestrator.errors.NoCompletedTrialError` (a ``LookupError``) when no trial
     has completed yet.
     """
-    study, spec = load_study(name, storage)
+    study, spec = load_study(name, storage, sampler=False)
     summary = summarize(study, spec)
     if summary.best_number is None:
         raise NoCompletedTrialError(f"study {name!r} has no completed trial yet ({summary.counts or 'no trials'})")

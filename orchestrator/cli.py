@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("study", help="path of the study YAML file")
     launch.add_argument("--trials", type=int, help="number of trials (overrides budget.trials)")
     launch.add_argument("--max-epochs", type=int, dest="max_epochs", help="epochs per trial at most")
+    launch.add_argument("--epoch-budget", type=int, dest="epochs",
+                        help="epochs trained over all trials at most (overrides budget.epochs)")
     launch.add_argument("--seed", type=int, help="sampler and training seed")
     launch.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///stepsize.db")
     launch.add_argument("--address", help="Ray cluster to join: auto or the head's HOST:PORT (default: start Ray here)")
@@ -41,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("name", help="study name")
     resume.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default %(default)s)")
     resume.add_argument("--trials", type=int, help="raise the study's budget to this many trials in all")
+    resume.add_argument("--epoch-budget", type=int, dest="epochs",
+                        help="raise the study's epoch budget (budget.epochs) to this many epochs in all")
     resume.add_argument("--address", help="Ray cluster to join: auto or the head's HOST:PORT (default: start Ray here)")
     resume.add_argument("--quiet", action="store_true", help="no live progress view (for scripts)")
     resume.add_argument("--verbose", action="store_true", help="keep Ray's own logs")
@@ -130,6 +134,7 @@ def _launch(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         trials=args.trials,
         max_epochs=args.max_epochs,
+        epochs=args.epochs,
         seed=args.seed,
         storage=args.storage,
         address=args.address,
@@ -144,7 +149,7 @@ def _resume(args: argparse.Namespace) -> int:
     from orchestrator.api import resume
 
     summary = resume(args.name, storage=args.storage, trials=args.trials, address=args.address,
-                     quiet=args.quiet, verbose=args.verbose)
+                     quiet=args.quiet, verbose=args.verbose, epochs=args.epochs)
     return _print_summary(summary)
 
 
@@ -177,6 +182,8 @@ def _summary_text(summary: Any) -> str:
     notes = [f"{summary.diverged} of them diverged"] if summary.diverged else []
     notes += [f"{summary.over_limit} over their limits"] if getattr(summary, "over_limit", 0) else []
     text += f"; {', '.join(notes)})" if notes else ")"
+    if getattr(summary, "epoch_budget", None) is not None:
+        text += f"; epochs {summary.epochs_spent}/{summary.epoch_budget}"
     if summary.best_number is not None:
         text += f"; best {summary.metric} {summary.best_value:.6g} at trial {summary.best_number}"
         extra = {k: v for k, v in summary.best_metrics.items() if k != summary.metric and k != "epoch"}
@@ -323,9 +330,13 @@ def run() -> None:
     """The console script: :func:`main`, then a prompt exit. Every exit handler runs (Ray's own
     shutdown stops a Ray this process started); the interpreter's slow teardown of Ray's, torch's
     and MLflow's modules (seconds, after everything is written) is skipped."""
+    from orchestrator.run.ray_session import release_at_study_end, wait_for_release
+
     code: list[int] = []
     atexit.register(_exit_now, code)  # registered before Ray's or MLflow's handlers: runs after them
+    release_at_study_end()  # this process ends with its study: Ray is left while the record is written
     code.append(main())
+    wait_for_release()
     sys.exit(code[0])
 
 

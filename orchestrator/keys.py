@@ -68,6 +68,7 @@ class TrialAttr:
     EFFECTIVE_LR: Final = "effective_learning_rate"
     RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
     ATTEMPTS: Final = "attempts"  # runs of the trial in this study run, when Ray retried it after its worker died
+    CHARGED_EPOCHS: Final = "charged_epochs"  # epochs trained, retried ones included (what budget.epochs counts)
 
 
 class StudyAttr:

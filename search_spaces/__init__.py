@@ -1,20 +1,11 @@
-"""Search spaces for stepsize: YAML presets and their translation into Optuna distributions."""
+"""Search spaces for stepsize: YAML presets and their translation into Optuna distributions.
 
-from orchestrator.errors import SpaceError
-from search_spaces.presets import (
-    DEFAULT_PRESET,
-    available_presets,
-    load_preset,
-    preset_mapping,
-)
-from search_spaces.space import Param, SearchSpace
+Names load on first use: listing or showing the presets (``stepsize presets``) imports no Optuna."""
 
-__all__ = [
-    "DEFAULT_PRESET",
-    "Param",
-    "SearchSpace",
-    "SpaceError",
-    "available_presets",
-    "load_preset",
-    "preset_mapping",
-]
+from orchestrator._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "orchestrator.errors": ("SpaceError",),
+    "search_spaces.presets": ("DEFAULT_PRESET", "available_presets", "load_preset", "preset_mapping"),
+    "search_spaces.space": ("Param", "SearchSpace"),
+})

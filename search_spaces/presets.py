@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import yaml
 
 from orchestrator.errors import SpaceError
-from search_spaces.space import SearchSpace
+
+if TYPE_CHECKING:
+    from search_spaces.space import SearchSpace
 
 DEFAULT_PRESET = "default"
 
@@ -28,4 +31,6 @@ def preset_mapping(name: str, where: str = "search_space") -> dict:
 
 def load_preset(name: str = DEFAULT_PRESET) -> SearchSpace:
     """Load a shipped preset as a :class:`SearchSpace`."""
+    from search_spaces.space import SearchSpace  # imports Optuna: not needed to list or show presets
+
     return SearchSpace.from_mapping(preset_mapping(name), where=f"preset {name}")

@@ -13,7 +13,7 @@ EXIT_USAGE = 2
 
 def add_cluster_parser(sub: Any) -> None:
     """Add the ``cluster`` command and its subcommands to the ``stepsize`` parser."""
-    from cluster.local.cluster import DEFAULT_PORT
+    from cluster.local import DEFAULT_PORT
 
     cluster = sub.add_parser("cluster", help="start, inspect or stop a local multi-node Ray cluster (development, tests)")
     actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")

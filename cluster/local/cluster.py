@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.local import DEFAULT_PORT
 from cluster.local.processes import (
     alive,
     descendants,
@@ -37,7 +38,6 @@ from cluster.local.processes import (
 from orchestrator.errors import ClusterError
 from orchestrator.run.ray_session import write_private_token
 
-DEFAULT_PORT = 6380
 STATE_FILE = "cluster.json"
 TOKEN_FILE = "auth_token"
 _PORTS_PER_NODE = 10  # node manager, object manager, agents, metrics: port + 10 * (index + 1) + k

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from orchestrator.credentials import check_variables, for_storing, has_password
 from orchestrator.errors import SpecError, StorageGaveUp, StudyFailed, StudyInterrupted
-from orchestrator.run.ray_session import apply_tune_settings, cluster_address, ensure_ray, preflight
+from orchestrator.run.ray_session import apply_tune_settings, cluster_address, ensure_ray, preflight, trials_done
 from orchestrator.spec import StudySpec, with_overrides
 from orchestrator.spec.model import DEFAULT_STORAGE_PATIENCE_S
 from orchestrator.study.driver_lock import claim_driver, release_driver
@@ -111,12 +111,13 @@ def launch(spec: StudySpec, console: Console = Console(), new: bool = False) -> 
 
 
 def resume(name: str, storage: str, trials: int | None = None, address: str | None = None,
-           console: Console = Console()) -> RunOutcome:
+           console: Console = Console(), epochs: int | None = None) -> RunOutcome:
     """Continue study ``name`` from its storage: trials that were running run again (from their
     last checkpoint when Ray's results folder still has it), then new trials up to the budget;
-    ``trials`` raises the budget to extend a finished study."""
+    ``trials`` raises the trial budget, ``epochs`` the epoch budget (``budget.epochs``), to extend
+    a finished study."""
     apply_tune_settings(console.verbose)  # before anything imports Ray Tune (it reads some settings at import)
-    from orchestrator.run.resume import plan_resume
+    from orchestrator.run.resume import plan_resume, refuse_spent_epoch_budget
 
     be_patient(storage, DEFAULT_STORAGE_PATIENCE_S)
     study, spec = load_study(name, storage)
@@ -124,7 +125,9 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     if trials is not None and trials <= finished:
         raise SpecError("--trials", trials, f"a total above the {finished} trials study {name!r} already finished (it extends the study to that many trials)")
-    spec = with_overrides(spec, trials=trials, address=address, storage=storage)
+    if epochs is not None:
+        refuse_spent_epoch_budget(study, name, epochs)
+    spec = with_overrides(spec, trials=trials, epochs=epochs, address=address, storage=storage)
     _refuse_unset_references(spec)
     resolve_workload(spec.workload)
     require_train_v1(spec)
@@ -135,20 +138,20 @@ def resume(name: str, storage: str, trials: int | None = None, address: str | No
     console.note(plan.describe(name))
     if not plan.tickets and plan.new_trials == 0:
         try:
-            _complete_record(study, spec, console)
+            _complete_record(study, spec, console, ended_now=bool(plan.completed_now or plan.ended_at_budget))
         finally:
             release_driver(study)
-        console.note(f"study {name!r} has reached its budget of {spec.budget.trials} trials; "
-                     f"pass --trials N (above {plan.finished}) to extend it")
+        console.note(plan.at_budget(name, spec))
         return RunOutcome(summarize(study, spec))
     _start_ray(spec, console)
     return run_study(study, spec, plan.new_trials, console, plan=plan)
 
 
-def _complete_record(study: "optuna.Study", spec: StudySpec, console: Console) -> None:
+def _complete_record(study: "optuna.Study", spec: StudySpec, console: Console, ended_now: bool = False) -> None:
     """A study at its budget whose driver died before its MLflow record was complete (killed
-    while the tracking server was down, say): write what the record log kept, every trial's run
-    with its state and curve, and the parent's end with the plots and the best model."""
+    while the tracking server was down, say), or whose interrupted trials were told their end
+    just now (``ended_now``): write what the record log kept, every trial's run with its state and
+    curve, and the parent's end with the plots and the best model."""
     from orchestrator.keys import Env
     from orchestrator.tracking.setup import recorder_for
 
@@ -156,7 +159,7 @@ def _complete_record(study: "optuna.Study", spec: StudySpec, console: Console) -
         return
     try:
         recorder = recorder_for(study, spec)
-        if recorder.log.waiting() == 0:
+        if recorder.log.waiting() == 0 and not ended_now:
             return  # nothing was left unwritten: the record is complete
     except Exception:  # noqa: BLE001 - the study itself is complete; `stepsize ui` can replay later
         return
@@ -270,6 +273,7 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     except KeyboardInterrupt:  # before the run started
         searcher.interrupted = True
     finally:
+        trials_done()  # the command's Ray is left in the background while the record is written
         # The study's end is written with Ctrl-C deferred (a second one quits at once).
         with deferred_interrupts():
             if view is not None:
@@ -326,10 +330,15 @@ def _judge(outcome: RunOutcome, spec: StudySpec, searcher: "OptunaStudySearcher"
                 f"study {spec.name}: every trial failed ({failed} of {failed}), so it has no best configuration. "
                 f"Errors: {first or 'see below'}. Fix the workload (full text of each: stepsize status "
                 f"{spec.name} --errors), then launch again with --new.", summary)
+        epochs = spec.budget.epochs
+        if epochs is not None and summary.epochs_spent >= epochs:  # the epoch budget ended it
+            more = ("Give it a larger epoch budget (budget.epochs), or resume it with one: "
+                    f"{resume_command(spec, epochs=summary.epochs_spent + epochs)}")
+        else:
+            more = ("Give trials more time (budget.time_limit) or more trials (budget.trials), or resume it with more "
+                    f"trials: {resume_command(spec, trials=summary.total + spec.budget.trials)}")
         raise StudyFailed(
-            f"study {spec.name}: no trial completed ({_states(summary)}), so it has no best configuration. "
-            "Give trials more time (budget.time_limit) or more trials (budget.trials), or resume it with more "
-            f"trials: {resume_command(spec, trials=summary.total + spec.budget.trials)}", summary)
+            f"study {spec.name}: no trial completed ({_states(summary)}), so it has no best configuration. {more}", summary)
     return outcome
 
 
@@ -337,11 +346,12 @@ def _states(summary: StudySummary) -> str:
     return ", ".join(f"{count} {STATE_WORDS.get(state, state.lower())}" for state, count in sorted(summary.counts.items()))
 
 
-def resume_command(spec: StudySpec, trials: int | None = None) -> str:
+def resume_command(spec: StudySpec, trials: int | None = None, epochs: int | None = None) -> str:
     """The command that continues ``spec``'s study (its storage URL without a password: the
     password comes from ~/.pgpass or PGPASSWORD, as the note says)."""
     storage = shlex.quote(for_storing(spec.storage))
     more = f" --trials {trials}" if trials is not None else ""
+    more += f" --epoch-budget {epochs}" if epochs is not None else ""
     login = " (with the password in ~/.pgpass or PGPASSWORD)" if has_password(spec.storage) else ""
     return f"stepsize resume {spec.name} --storage {storage}{more}{login}"
 

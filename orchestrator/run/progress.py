@@ -33,7 +33,9 @@ class FinishEstimate:
     time left counts down steadily instead of jumping with each trial that ends.
 
     The pace is the training time so far (from the first result) per finished trial; each trial
-    that ends moves the estimated end ``weight`` of the way toward what the latest pace says.
+    that ends moves the estimated end ``weight`` of the way toward what the latest pace says. With
+    an epoch budget (``budget.epochs``) the end is also reckoned from the time per epoch trained,
+    and the sooner of the two is taken.
     """
 
     def __init__(self, weight: float = 0.3, min_finished: int = 2):
@@ -52,6 +54,10 @@ class FinishEstimate:
             return
         pace = (now - progress.first_result_at) / finished
         target = now + pace * (progress.total - finished)
+        epochs = progress.epochs
+        if epochs.budget is not None and epochs.run:
+            by_epochs = now + (now - progress.first_result_at) / epochs.run * max(0, epochs.budget - epochs.spent)
+            target = min(target, by_epochs) if progress.trials_capped else by_epochs
         self._end = target if self._end is None else self._end + self._weight * (target - self._end)
 
     def remaining(self, progress: SearchProgress, now: float) -> float | None:
@@ -65,11 +71,13 @@ class FinishEstimate:
 
 def progress_line(progress: SearchProgress, metric: str, now: float | None = None, *,
                   running: int | None = None, starting: int = 0, remaining: float | None = None) -> str:
-    """One line: trials done / running / pruned, best so far, elapsed and estimated remaining.
-    ``running`` is the count Ray Tune reports (the searcher's own count when None)."""
+    """One line: trials done / running / pruned, epochs against the epoch budget when the study
+    has one, best so far, elapsed and estimated remaining. ``running`` is the count Ray Tune
+    reports (the searcher's own count when None)."""
     now = time.monotonic() if now is None else now
+    total = f"/{progress.total}" if progress.trials_capped else ""  # no trial count: the epoch budget bounds them
     parts = [
-        f"trials {progress.finished}/{progress.total} done",
+        f"trials {progress.finished}{total} done",
         f"{progress.running if running is None else running} running",
     ]
     if starting:
@@ -79,6 +87,8 @@ def progress_line(progress: SearchProgress, metric: str, now: float | None = Non
         parts.append(f"{progress.diverged} diverged")
     if progress.failed:
         parts.append(f"{progress.failed} failed")
+    if progress.epochs.budget is not None:
+        parts.append(f"epochs {progress.epochs.spent}/{progress.epochs.budget}")
     if progress.best_value is not None:
         parts.append(f"best {metric} {progress.best_value:.4g} (trial {progress.best_number})")
     parts.append(f"elapsed {format_duration(now - progress.started_at)}")

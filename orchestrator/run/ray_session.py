@@ -19,6 +19,7 @@ import os
 import secrets
 import stat
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,40 @@ def ensure_ray(address: str | None, verbose: bool = False) -> None:
         return
     with local_ray_on_loopback():
         ray.init(**options)
+
+
+# -- releasing Ray at the study's end ----------------------------------------------------------
+_release_at_end = False
+_releasing: threading.Thread | None = None
+
+
+def release_at_study_end(enabled: bool = True) -> None:
+    """For a process that ends with its study (the ``stepsize`` command): once the trials are
+    done, leave Ray (and stop a Ray this process started) in the background while the study's
+    record is written, instead of in Ray's exit handler afterwards. A library caller keeps Ray for
+    its next study (the default)."""
+    global _release_at_end
+    _release_at_end = enabled
+
+
+def trials_done() -> None:
+    """The study's trials are over: start leaving Ray when :func:`release_at_study_end` asked."""
+    global _releasing
+    loaded = sys.modules.get("ray")
+    if not _release_at_end or _releasing is not None or loaded is None or not loaded.is_initialized():
+        return
+    _releasing = threading.Thread(target=_shutdown, args=(loaded,), name="stepsize-ray-release", daemon=True)
+    _releasing.start()
+
+
+def wait_for_release(timeout_s: float = 30.0) -> None:
+    """Wait (at most ``timeout_s``) for the leaving :func:`trials_done` started."""
+    if _releasing is not None:
+        _releasing.join(timeout_s)
+
+
+def _shutdown(ray: Any) -> None:
+    try:
+        ray.shutdown()
+    except Exception:  # noqa: BLE001 - Ray's exit handler tries again
+        logger.debug("leaving Ray at the study's end failed", exc_info=True)

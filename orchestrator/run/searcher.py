@@ -19,9 +19,10 @@ from ray.tune.search import Searcher
 
 from orchestrator.errors import ObjectiveNotReported
 from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, TrialAttr
+from orchestrator.run.epoch_budget import EpochLedger, budget_stop_reason
 from orchestrator.spec import StudySpec
 from orchestrator.study.samplers import AskTellGridSampler
-from orchestrator.study.summary import last_line
+from orchestrator.study.summary import last_line, spent_epochs
 from orchestrator.training.lr_scaling import apply_lr_scaling
 
 # Keys of a result that are not metrics the workload reported.
@@ -34,7 +35,8 @@ class ResumeTicket:
 
     ``trial_id`` is the storage's id of the trial; ``config`` is what the trainable gets (with the
     trial number and, when one was found, the checkpoint folder to continue from); ``last_epoch``
-    the last epoch Optuna was told.
+    the last epoch Optuna was told; ``charged_epochs`` the epochs it trained before (what
+    ``budget.epochs`` counted for it).
     """
 
     number: int
@@ -42,6 +44,7 @@ class ResumeTicket:
     config: dict[str, Any]
     last_epoch: int
     checkpoint_epoch: int | None = None
+    charged_epochs: int = 0
 
 
 @dataclass
@@ -62,6 +65,8 @@ class SearchProgress:
     started_at: float = field(default_factory=time.monotonic)
     first_result_at: float | None = None
     suggest_seconds: list[float] = field(default_factory=list)  # driver time of each suggest
+    epochs: EpochLedger = field(default_factory=EpochLedger)  # epochs trained, against budget.epochs
+    trials_capped: bool = True  # False when the epoch budget alone bounds the trials (no budget.trials)
 
     @property
     def finished(self) -> int:
@@ -77,6 +82,9 @@ class OptunaStudySearcher(Searcher):
         max_new_trials: how many new trials this run may ask the sampler for.
         resumed: trials that were running when the study was interrupted; they are handed to
             Tune first, under their own Optuna trial numbers.
+
+    Every epoch trained is charged to its trial (:meth:`charge`; :mod:`~orchestrator.run.epoch_budget`)
+    and kept on it when it is told; once ``budget.epochs`` is spent no new trial is asked.
     """
 
     def __init__(
@@ -95,7 +103,11 @@ class OptunaStudySearcher(Searcher):
         self._worst: float | None = None  # worst finite value reported: the divergence penalty
         self._resume_queue = list(resumed or [])
         self._asked = 0
-        self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue))
+        ledger = EpochLedger(spec.budget.epochs, per_trial={t.number: t.charged_epochs for t in self._resume_queue})
+        if spec.budget.epochs is not None:
+            ledger.before = spent_epochs(study.get_trials(deepcopy=False))
+        self.progress = SearchProgress(total=max_new_trials + len(self._resume_queue), epochs=ledger,
+                                       trials_capped=not spec.budget.trials_from_epochs)
         self.told: dict[int, tuple[str, str]] = {}  # trial number -> (Optuna state, stop reason) as told
         self.contract_error: ObjectiveNotReported | None = None  # the objective was not reported
         self.interrupted = False  # set on Ctrl-C: live trials stay RUNNING, for resume
@@ -118,6 +130,9 @@ class OptunaStudySearcher(Searcher):
 
     # -- Ray Tune Searcher interface -------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.progress.epochs.exhausted:
+            self._end_queued_at_budget()
+            return Searcher.FINISHED
         if self._resume_queue:
             return self._resume(trial_id, self._resume_queue.pop(0))
         if self._asked >= self._max_new_trials or self._grid_exhausted():
@@ -176,14 +191,24 @@ class OptunaStudySearcher(Searcher):
             trial.set_user_attr(TrialAttr.DIVERGED, True)
             self._tell(trial, TrialState.PRUNED, f"diverged in epoch {epochs}: {reason}")
             self.progress.diverged += 1
-        elif result and result.get(Result.DONE) and (epochs >= self._max_epochs or epochs == told_before):
-            # Reached the epoch budget, or the workload returned on its own: Tune repeats the
-            # last result (already told) with done=True. A scheduler stop brings a new result.
+        elif result and result.get(Result.DONE) and epochs >= self._max_epochs:
+            self._tell(trial, TrialState.COMPLETE, "completed", float(value))  # trained all its epochs
+        elif trial_id in self.progress.epochs.stopped:
+            self._tell(trial, TrialState.PRUNED, budget_stop_reason(epochs))
+        elif result and result.get(Result.DONE) and epochs == told_before:
+            # The workload returned on its own: Tune repeats the last result (already told) with
+            # done=True. A scheduler stop brings a new result.
             self._tell(trial, TrialState.COMPLETE, "completed", float(value))
         elif result and result.get(Result.DONE):
             self._tell(trial, TrialState.PRUNED, f"pruned at epoch {epochs}")
         else:
             self._tell(trial, TrialState.PRUNED, f"stopped at epoch {epochs} when the time limit was reached")
+
+    def charge(self, trial_id: str, result: dict[str, Any]) -> bool:
+        """Charge ``result`` to its trial (call once per result Ray Tune processes: the stopper
+        does); True when the trial is to stop at it because the epoch budget is spent."""
+        trial = self._live.get(trial_id)
+        return trial is not None and self.progress.epochs.charge(trial.number, trial_id, result)
 
     def check_objective(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Whether ``result`` keeps the objective contract (it carries the objective metric, or
@@ -286,6 +311,7 @@ class OptunaStudySearcher(Searcher):
 
     def _tell(self, trial: optuna.Trial, state: TrialState, reason: str, value: float | None = None) -> None:
         trial.set_user_attr(TrialAttr.STOP_REASON, reason)
+        trial.set_user_attr(TrialAttr.CHARGED_EPOCHS, self.progress.epochs.settle(trial.number))
         self._study.tell(trial, value, state=state)
         self.told[trial.number] = (state.name, reason)
         progress = self.progress
@@ -300,6 +326,15 @@ class OptunaStudySearcher(Searcher):
             progress.pruned += 1
         else:
             progress.failed += 1
+
+    def _end_queued_at_budget(self) -> None:
+        """Interrupted trials not handed to Tune yet when the epoch budget is spent end PRUNED."""
+        while self._resume_queue:
+            ticket = self._resume_queue.pop(0)
+            self.progress.total -= 1
+            trial = optuna.trial.Trial(self._study, ticket.trial_id)
+            trial.set_user_attr(TrialAttr.EPOCHS, ticket.last_epoch)
+            self._tell(trial, TrialState.PRUNED, budget_stop_reason(ticket.last_epoch))
 
     def _grid_exhausted(self) -> bool:
         sampler = self._study.sampler

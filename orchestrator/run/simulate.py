@@ -2,8 +2,8 @@
 per-epoch results come from a function instead of Ray workers. For tests and benchmarks.
 
 The loop does what Ray Tune's controller does with them: up to ``concurrency`` trials are live;
-each turn every live trial trains one epoch; the result goes to the scheduler, and a STOP (or the
-last epoch) ends the trial with ``done=True`` through ``on_trial_complete`` only (Tune skips
+each turn every live trial trains one epoch; the result goes to the study's stopper (the last
+epoch, the study's epoch budget) and then to the scheduler, and a STOP ends the trial with ``done=True`` through ``on_trial_complete`` only (Tune skips
 ``on_trial_result`` for the result that stops a trial). A result with ``diverged`` set ends its
 trial as the trial runner does (reported, then repeated with ``done=True``). It skips Ray's
 per-trial cost, so a 6,544-epoch lcbench search takes seconds.
@@ -80,6 +80,7 @@ def simulate(
 
     from orchestrator.run.schedulers import build_trial_scheduler
     from orchestrator.run.searcher import OptunaStudySearcher
+    from orchestrator.run.stopping import StudyStopper
     from orchestrator.study.samplers import build_sampler
 
     concurrency = concurrency or spec.concurrency or 2
@@ -90,6 +91,7 @@ def simulate(
     study = optuna.create_study(sampler=sampler, direction=spec.objective.direction, storage=storage)
     searcher = OptunaStudySearcher(study, spec, max_new_trials=max_trials)
     scheduler = build_trial_scheduler(spec)
+    stopper = StudyStopper(searcher, spec.budget.max_epochs)
     sim = Simulation(study, searcher, scheduler)
     live: dict[str, dict[str, Any]] = {}
     done = False
@@ -114,7 +116,7 @@ def simulate(
             sim.epochs += 1
             done = bool(on_epoch(trial_id, epoch, metrics)) if on_epoch is not None else False
             result = {"training_iteration": epoch, Result.EPOCH: epoch, **metrics}
-            if epoch >= spec.budget.max_epochs or done:
+            if stopper(trial_id, result) or done:
                 decision = TrialScheduler.STOP
             else:
                 decision = scheduler.on_trial_result(None, state["trial"], result)

@@ -1,5 +1,5 @@
-"""When trials and the whole run stop: the epoch budget per trial, a broken objective contract,
-and Ctrl-C.
+"""When trials and the whole run stop: the epoch budget per trial, the study's epoch budget
+(``budget.epochs``), a broken objective contract, and Ctrl-C.
 
 Ray Tune's own Ctrl-C handler is turned off (its public ``TUNE_DISABLE_SIGINT_HANDLER``): the
 first Ctrl-C asks :class:`StudyStopper` to end the run (trials that were running stay RUNNING in
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
 
 class StudyStopper(Stopper):
-    """Stops a trial at the epoch budget or at a report without the objective; stops the run when
-    the user interrupts it or the objective contract broke. ``extra`` is a caller's Ray Tune
-    stopper, consulted too; ``note`` says (once, from Tune's loop) that an interruption was heard."""
+    """Stops a trial at the epoch budget or at a report without the objective, and every running
+    trial at its next result once the study's epochs reach ``budget.epochs`` (each result is
+    charged to its trial here, :meth:`OptunaStudySearcher.charge`); stops the run when the user
+    interrupts it or the objective contract broke. ``extra`` is a caller's Ray Tune stopper,
+    consulted too; ``note`` says (once, from Tune's loop) that an interruption was heard."""
 
     def __init__(self, searcher: "OptunaStudySearcher", max_epochs: int, extra: Stopper | None = None,
                  note: Callable[[str], None] | None = None):
@@ -40,6 +42,8 @@ class StudyStopper(Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if not self._searcher.check_objective(trial_id, result):
             return True
+        if self._searcher.charge(trial_id, result):
+            return True  # the study's epoch budget is spent
         if result.get(Result.LIMIT_EXCEEDED) and not result.get(Result.LIMIT_EXIT):
             return True  # over a per-trial limit, its thread maybe stuck: Ray Tune ends the trial's worker
         if result.get(Result.EPOCH, 0) >= self._max_epochs:

@@ -173,17 +173,26 @@ def _search_space(value: Any) -> SearchSpace:
     raise SpecError("search_space", value, f"a preset name ({', '.join(available_presets())}) or an inline mapping")
 
 
+_MAX_TRIALS = 1_000_000
+
+
 def _budget(value: Any) -> Budget:
     if not isinstance(value, Mapping):
-        raise SpecError("budget", value, "a mapping with trials, max_epochs and optionally time_limit")
-    reject_unknown(value, {"trials", "max_epochs", "time_limit"}, "budget.")
-    trials = value.get("trials", Budget.trials)
-    if not is_int(trials) or not 1 <= trials <= 1_000_000:
-        raise SpecError("budget.trials", trials, "an integer from 1 to 1000000")
+        raise SpecError("budget", value, "a mapping with trials, max_epochs and optionally epochs and time_limit")
+    reject_unknown(value, {"trials", "max_epochs", "epochs", "time_limit"}, "budget.")
     max_epochs = value.get("max_epochs", Budget.max_epochs)
     if not is_int(max_epochs) or not 1 <= max_epochs <= 100_000:
         raise SpecError("budget.max_epochs", max_epochs, "an integer from 1 to 100000")
-    return Budget(trials, max_epochs, duration(value.get("time_limit"), "budget.time_limit"))
+    epochs = value.get("epochs")
+    if epochs is not None and (not is_int(epochs) or epochs < max_epochs):
+        raise SpecError("budget.epochs", epochs, f"a whole number of epochs trained over all trials, at least "
+                        f"budget.max_epochs ({max_epochs}) so that a trial can train to its end, or null for none")
+    # Without a trial count the epoch budget bounds the trials (each trains at least one epoch).
+    from_epochs = epochs is not None and value.get("trials") is None
+    trials = min(epochs, _MAX_TRIALS) if from_epochs else value.get("trials", Budget.trials)
+    if not is_int(trials) or not 1 <= trials <= _MAX_TRIALS:
+        raise SpecError("budget.trials", trials, "an integer from 1 to 1000000 (null only beside budget.epochs)")
+    return Budget(trials, max_epochs, duration(value.get("time_limit"), "budget.time_limit"), epochs, from_epochs)
 
 
 def _objective(value: Any) -> Objective:

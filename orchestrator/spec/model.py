@@ -43,9 +43,18 @@ def _default_scheduler() -> Choice:
 
 @dataclass(frozen=True)
 class Budget:
+    """What a study may spend. ``trials``: trials in all; ``max_epochs``: epochs per trial;
+    ``time_limit_s``: seconds of one run; ``epochs``: epochs trained over all trials (every epoch a
+    trial trains counts, retried ones included; None: no epoch budget). Whichever of ``trials`` and
+    ``epochs`` is reached first ends the study. ``trials_from_epochs``: the study file gave no
+    ``trials``, so ``trials`` is ``epochs`` (each trial trains at least one epoch) and follows it
+    when the epoch budget is raised."""
+
     trials: int = 20
     max_epochs: int = 20
     time_limit_s: float | None = None
+    epochs: int | None = None
+    trials_from_epochs: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,8 +177,9 @@ class StudySpec:
             "sampler": {"name": self.sampler.name, **self.sampler.options},
             "scheduler": {"name": self.scheduler.name, **self.scheduler.options},
             "budget": {
-                "trials": self.budget.trials,
+                "trials": None if self.budget.trials_from_epochs else self.budget.trials,
                 "max_epochs": self.budget.max_epochs,
+                **({"epochs": self.budget.epochs} if self.budget.epochs is not None else {}),
                 "time_limit": self.budget.time_limit_s,
             },
             "concurrency": "auto" if self.concurrency is None else self.concurrency,
@@ -208,12 +218,12 @@ URL_FIELDS = ("storage", "tracking_uri")
 #: The study file's top-level fields.
 TOP_LEVEL_FIELDS = frozenset(f.name for f in dataclasses.fields(StudySpec)) - {"storage_patience_s"} | {"storage_patience"}
 #: Overrides (command line, API keywords) that live inside ``budget``.
-BUDGET_OVERRIDES = ("trials", "max_epochs")
+BUDGET_OVERRIDES = ("trials", "max_epochs", "epochs")
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (a study file's mapping) with ``overrides`` applied: ``trials`` and ``max_epochs``
-    go into ``budget``, the rest replace top-level fields; None means keep."""
+    """``data`` (a study file's mapping) with ``overrides`` applied: ``trials``, ``max_epochs`` and
+    ``epochs`` go into ``budget``, the rest replace top-level fields; None means keep."""
     out = dict(data)
     for key, value in overrides.items():
         if value is None:

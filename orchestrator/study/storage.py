@@ -237,14 +237,22 @@ def store_spec(study: optuna.Study, spec: StudySpec) -> None:
     study.set_user_attr(StudyAttr.SPEC, spec.to_stored_dict())
 
 
-def load_study(name: str, storage_url: str) -> tuple[optuna.Study, StudySpec]:
-    """Load a study and the spec it was launched with; :class:`StudyNotFoundError` if absent."""
+def load_study(name: str, storage_url: str, *, sampler: bool = True) -> tuple[optuna.Study, StudySpec]:
+    """Load a study and the spec it was launched with; :class:`StudyNotFoundError` if absent.
+
+    ``sampler=False``, for a caller that only reads the study (``status``, ``best``): the spec's
+    sampler is not built (TPE's imports SciPy) and the study gets Optuna's cheap
+    :class:`~optuna.samplers.RandomSampler`, which nothing asks."""
     names = study_names(storage_url)
     if name not in names:
         raise StudyNotFoundError(name, redact(storage_url), names)
-    study = optuna.load_study(study_name=name, storage=make_storage(storage_url))
+    # RandomSampler: nothing to set up (Optuna's default, TPE, would be built only to be replaced).
+    study = optuna.load_study(study_name=name, storage=make_storage(storage_url),
+                              sampler=optuna.samplers.RandomSampler())
     _URLS[study] = storage_url
     spec = spec_from_mapping(study.user_attrs[StudyAttr.SPEC])
+    if not sampler:
+        return study, spec
     # A sampler seeded as at launch would draw its first (random) configurations again; seed it
     # with how far the study got instead, which is as reproducible and never repeats them.
     done = len(study.get_trials(deepcopy=False))

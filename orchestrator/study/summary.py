@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -46,6 +46,8 @@ class StudySummary:
     failures: list[TrialFailure] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)  # trial number -> runs, for trials Ray retried
     driver_active: bool = False  # a driver is running the study now; else RUNNING trials were interrupted
+    epochs_spent: int = 0  # epochs trained over all trials, retried ones included (see charged_epochs)
+    epoch_budget: int | None = None  # budget.epochs, when the study has one
 
     @property
     def total(self) -> int:
@@ -76,6 +78,8 @@ class StudySummary:
             "best": None
             if self.best_number is None
             else {"trial": self.best_number, "value": self.best_value, "config": self.best_config},
+            **({"epochs": {"spent": self.epochs_spent, "budget": self.epoch_budget}}
+               if self.epoch_budget is not None else {}),
         }
 
 
@@ -107,6 +111,19 @@ def last_line(text: str) -> str:
     return (text.strip().splitlines() or ["error"])[-1].strip()
 
 
+def charged_epochs(trial: FrozenTrial) -> int:
+    """The epochs ``trial`` has trained, as ``budget.epochs`` counts them: what its driver charged
+    when it told the trial (retried epochs included); for a trial not told yet (left RUNNING by a
+    driver that was killed) the epochs Optuna was told."""
+    charged = trial.user_attrs.get(TrialAttr.CHARGED_EPOCHS)
+    return int(charged) if charged is not None else len(trial.intermediate_values)
+
+
+def spent_epochs(trials: Sequence[FrozenTrial]) -> int:
+    """The epochs a study's ``trials`` have trained in all (see :func:`charged_epochs`)."""
+    return sum(charged_epochs(trial) for trial in trials)
+
+
 def _failure(trial: FrozenTrial) -> TrialFailure:
     text = str(trial.user_attrs.get(TrialAttr.ERROR) or trial.user_attrs.get(TrialAttr.STOP_REASON) or "failed")
     return TrialFailure(trial.number, last_line(text), text)
@@ -128,6 +145,8 @@ def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
         attempts={t.number: int(t.user_attrs[TrialAttr.ATTEMPTS]) for t in trials
                   if int(t.user_attrs.get(TrialAttr.ATTEMPTS) or 1) > 1},
         driver_active=active_driver(study) is not None,
+        epochs_spent=spent_epochs(trials),
+        epoch_budget=spec.budget.epochs,
     )
     best = best_trial(study)
     if best is not None and best.value is not None and math.isfinite(best.value):

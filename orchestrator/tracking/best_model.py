@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator.credentials import connectable, protected_logger
 from orchestrator.keys import Tag
@@ -81,3 +81,27 @@ def log_best_model(tracking_uri: str, run_id: str, checkpoint: str) -> str | Non
         return info.model_uri
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+class BestModelLogging:
+    """The best model being logged in a thread of its own; :meth:`join` gives its model URI."""
+
+    def __init__(self, log: Callable[[], str | None], run_id: str):
+        self.run_id = run_id
+        self._log = log
+        self._uri: str | None = None
+        self._thread = threading.Thread(target=self._run, name="stepsize-best-model", daemon=True)
+
+    def start(self) -> "BestModelLogging":
+        self._thread.start()
+        return self
+
+    def join(self) -> str | None:
+        self._thread.join()
+        return self._uri
+
+    def _run(self) -> None:
+        try:
+            self._uri = self._log()
+        except Exception:  # noqa: BLE001 - recording never fails a study
+            logger.warning("the best trial's model could not be logged to MLflow", exc_info=True)

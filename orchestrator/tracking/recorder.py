@@ -26,7 +26,7 @@ from orchestrator.credentials import protected_logger, redact
 from orchestrator.keys import StudyAttr, Tag, TrialAttr
 from orchestrator.tracking import flusher as _flusher
 from orchestrator.tracking import naming, records, study_run
-from orchestrator.tracking.best_model import best_checkpoint, log_best_model
+from orchestrator.tracking.best_model import BestModelLogging, best_checkpoint, log_best_model
 from orchestrator.tracking.callback import TrackingCallback, run_params
 from orchestrator.tracking.flusher import Flusher
 from orchestrator.tracking.record_log import RecordLog, log_path
@@ -261,14 +261,20 @@ class StudyRecorder:
         summary = summarize(study, spec)
         files: list[Path] = []
         notes = [f"the plots are drawn when the study ends (`stepsize resume {self.study_name}`)"]
+        model = None
         if complete:
+            # The best model is logged in a thread while the plots are drawn, once the trials'
+            # ends are written (its run's end must be final before the model reopens it).
+            model = self._start_best_model(spec, summary.best_number)
             files, notes = make_plots(study, spec.objective.metric, self.staging / "plots")
             files.extend(lr_range_files(study, spec.name, self.staging / "plots"))
         self.add(*study_run.end_records(summary, spec, self.staging, files, notes))
         self.add(records.close(naming.PARENT_REF, status))
         written = self.close(retries=None if complete else 0, warn=False)
         if written and complete:
-            written = self.record_best_model(spec, summary.best_number)
+            written = self.record_best_model(spec, summary.best_number, started=model)
+        elif model is not None:
+            model.join()  # its tags wait in the record log with the rest
         self.save_parent(study)
         self.log.close()
         if written:
@@ -277,10 +283,29 @@ class StudyRecorder:
             self._hand_over(spec, complete)
         return written
 
-    def record_best_model(self, spec: Any, best_number: int | None) -> bool:
-        """Log the best trial's model on its run and tag the parent with both; True when written."""
+    def _start_best_model(self, spec: Any, best_number: int | None) -> "BestModelLogging | None":
+        """Write what waits, then log the best trial's model in a thread; None when that cannot
+        start now (no best trial, the store away, the run not known yet): then
+        :meth:`record_best_model` logs it in order."""
+        if best_number is None or not self.flusher.flush():
+            return None
+        run_id = self.writer.run_id(naming.trial_ref(best_number))
+        if not run_id:
+            return None
+        return BestModelLogging(lambda: self._log_best_model(spec, best_number, run_id), run_id).start()
+
+    def record_best_model(self, spec: Any, best_number: int | None, started: "BestModelLogging | None" = None) -> bool:
+        """Log the best trial's model on its run (or take the one ``started`` logged) and tag the
+        parent with both; True when written."""
         if best_number is None:
             return True
+        if started is not None:
+            tags = {Tag.BEST_RUN: started.run_id}
+            model_uri = started.join()
+            if model_uri:
+                tags[Tag.MODEL_URI] = model_uri
+            self.add(records.tags(naming.PARENT_REF, tags))
+            return self.flusher.flush()
         ref = naming.trial_ref(best_number)
         if self.writer.run_id(ref) is None:  # a later process: find the run (the tag it already has)
             self.add(records.tags(ref, {Tag.TRIAL_NUMBER: str(best_number)}))

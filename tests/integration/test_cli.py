@@ -18,16 +18,38 @@ from tests.conftest import ROOT
 STEPSIZE = [sys.executable, "-m", "orchestrator.cli"]
 
 
-def _run(args, cwd, timeout=900):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _run(args, cwd, timeout=900, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(STEPSIZE + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _processes_using(folder: str) -> list[str]:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if folder in cmdline:
+            found.append(f"{process.pid}: {cmdline[:200]}")
+    return found
+
+
 def test_example_study_40_trials_meets_the_acceptance_bar(tmp_path):
-    """`stepsize launch examples/digits.yaml --trials 40`: all COMPLETE or PRUNED, accuracy >= 0.95."""
+    """`stepsize launch examples/digits.yaml --trials 40`: all COMPLETE or PRUNED, accuracy >= 0.95;
+    the Ray it started is gone once it exits (left while the study's record was written)."""
+    import tempfile
+    import time
+
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
     done = _run(["launch", str(ROOT / "examples" / "digits.yaml"), "--trials", "40",
-                 "--results-dir", str(tmp_path / "ray")], cwd=tmp_path)
+                 "--results-dir", str(tmp_path / "ray")], cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp})
     assert done.returncode == 0, done.stderr[-3000:]
+    deadline = time.monotonic() + 30
+    while _processes_using(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)  # Ray's processes end on SIGTERM, a moment after the command exits
+    assert not _processes_using(ray_tmp), _processes_using(ray_tmp)
+    assert os.listdir(ray_tmp), "Ray did not use RAY_TMPDIR: the check above saw nothing"
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     assert "best configuration:" in done.stdout and "learning_rate:" in done.stdout
     assert "trials 40/40 done" in done.stderr  # the progress view, not Ray's tables
     assert "Trial status" not in done.stderr and "Traceback" not in done.stderr

@@ -1,5 +1,6 @@
 """The ``stepsize`` command's errors, without Ray: a bad study file, a bad override, a missing file
-or study, each one paragraph with exit code 2, and nothing created."""
+or study, each one paragraph with exit code 2, and nothing created; and the commands that answer at
+once (status, best, --help, presets, ui --help, a spec error) import no torch, Ray, MLflow or SciPy."""
 
 from __future__ import annotations
 
@@ -96,3 +97,64 @@ def test_summary_names_interrupted_trials_and_lists_failures():
     assert short[0] == "failed trials (12; whole texts: stepsize status s --errors):"
     assert short[1] == "  trial 0: ValueError: bad 0" and short[-1] == "  ... and 2 more" and len(short) == 12
     assert _failures_text(summary, whole=True).startswith("trial 0:\nTraceback\nValueError: bad 0\n\ntrial 1:")
+
+
+def _small_study(folder):
+    """A real SQLite study of four trials (complete, pruned, failed), as a launch records them."""
+    import optuna
+
+    from orchestrator.keys import TrialAttr
+    from orchestrator.spec import spec_from_mapping
+    from orchestrator.study.storage import create_study
+
+    spec = spec_from_mapping({"name": "quick", "storage": f"sqlite:///{folder}/optuna.db"})
+    study = create_study(spec)
+    for number, state in enumerate(["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]):
+        trial = study.ask()
+        spec.search_space.suggest(trial)
+        if state == "FAIL":
+            trial.set_user_attr(TrialAttr.ERROR, "Traceback (most recent call last):\nValueError: bad")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        trial.set_user_attr(TrialAttr.FINAL_METRICS, {"epoch": 2, "val_loss": 1.0 / (number + 1)})
+        study.tell(trial, 1.0 / (number + 1) if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
+    return spec.storage
+
+
+_QUICK_COMMANDS = """
+import json, sys
+from orchestrator.cli import main
+heavy = ("torch", "ray", "mlflow", "scipy", "optuna")
+seen = []
+for args in json.loads(sys.argv[1]):
+    try:
+        code = main(args)
+    except SystemExit as exc:  # --help
+        code = exc.code
+    seen.append([" ".join(args[:2]), code, [name for name in heavy if name in sys.modules]])
+print("QUICK", json.dumps(seen))
+"""
+
+
+def test_the_commands_that_answer_at_once_import_no_torch_ray_mlflow_or_scipy(tmp_path):
+    """``--help``, ``presets``, ``ui --help``, ``status``, ``best`` and a spec validation error,
+    one after the other in one fresh interpreter; after each, none of torch, Ray, MLflow and SciPy
+    is loaded (status and best load the study without building its TPE sampler, which imports
+    SciPy), and the first three, which read no study, have not loaded Optuna either."""
+    import json
+
+    storage = _small_study(tmp_path)
+    (tmp_path / "bad.yaml").write_text("name: bad\nbogus_field: 1\n")
+    on = ["--storage", storage]
+    commands = [["--help"], ["presets"], ["ui", "--help"], ["status", "quick", *on], ["status", "quick", *on, "--errors"],
+                ["status", "quick", *on, "--json"], ["best", "quick", *on], ["best", "quick", *on, "--format", "json"],
+                ["launch", str(tmp_path / "bad.yaml")]]
+    done = subprocess.run([sys.executable, "-c", _QUICK_COMMANDS, json.dumps(commands)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1].removeprefix("QUICK "))
+    assert [code for _, code, _ in report] == [0] * 8 + [2], (report, done.stderr)
+    assert all(loaded == [] for _, _, loaded in report[:3]), report
+    assert all(set(loaded) <= {"optuna"} for _, _, loaded in report[3:]), report
+    assert "study quick: 4 trials (2 complete, 1 failed, 1 pruned); best val_loss 0.25 at trial 3" in done.stdout
+    assert "invalid study spec: `bogus_field` is 1" in done.stderr

@@ -45,6 +45,7 @@ FIELD_MUTATIONS = st.one_of(
                                               st.from_regex(r"\Adigits_[a-z]{3,8}x\Z"))),
     st.tuples(st.just("budget.trials"), st.one_of(non_positive, st.integers(min_value=1_000_001), not_ints)),
     st.tuples(st.just("budget.max_epochs"), st.one_of(non_positive, not_ints)),
+    st.tuples(st.just("budget.epochs"), st.one_of(st.integers(max_value=2), not_ints)),  # below max_epochs (3)
     st.tuples(st.just("budget.time_limit"), st.one_of(st.integers(max_value=0), st.from_regex(r"\A[a-z]{2,6}\Z"), st.lists(st.integers(), min_size=1, max_size=2))),
     st.tuples(st.just("concurrency"), st.one_of(non_positive, texts.filter(lambda t: t != "auto"), st.floats(min_value=0.1, max_value=0.9))),
     st.tuples(st.just("seed"), st.one_of(st.integers(max_value=-1), texts, st.floats(min_value=0.1, max_value=0.9), st.booleans())),
