@@ -270,10 +270,13 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
                 tuner.fit()
             except KeyboardInterrupt:  # a second Ctrl-C: end now, keeping what was told
                 searcher.interrupted = True
+        if not searcher.interrupted:
+            # Every trial has ended: the command's Ray is left in the background while the record
+            # is written. After Ctrl-C, Ray Tune may still be stopping trials: Ray's exit handler.
+            trials_done()
     except KeyboardInterrupt:  # before the run started
         searcher.interrupted = True
     finally:
-        trials_done()  # the command's Ray is left in the background while the record is written
         # The study's end is written with Ctrl-C deferred (a second one quits at once).
         with deferred_interrupts():
             if view is not None:
