@@ -175,7 +175,7 @@ def describe(values: Sequence[float]) -> dict[str, Any]:
 
 def suggest_ms(seconds: Sequence[float]) -> dict[str, Any]:
     """The searcher's suggest times (``SearchProgress.suggest_seconds``) in ms: p50, p95, max, p95
-    of the last 500 and the mean of each block of 500."""
+    of the last 500, the mean of each block of 500 and the p95 of each block of 1,000."""
     ms = [1000 * s for s in seconds]
     if not ms:
         return {}
@@ -185,6 +185,7 @@ def suggest_ms(seconds: Sequence[float]) -> dict[str, Any]:
         "suggest_ms_max": round(max(ms), 2),
         "suggest_ms_p95_last_500": round(percentile(ms[-500:], 0.95), 2),
         "suggest_ms_mean_by_500": [round(statistics.fmean(ms[i:i + 500]), 2) for i in range(0, len(ms), 500)],
+        "suggest_ms_p95_by_1000": [round(percentile(ms[i:i + 1000], 0.95), 2) for i in range(0, len(ms), 1000)],
     }
 
 
@@ -327,10 +328,12 @@ def lcbench_spec(task: str, seed: int, space: str, folder: Path, tmp: Path, over
 
 
 def replay(spec: "StudySpec", surrogate: "Surrogate", trace: Trace, storage: Any = None,
-           max_trials: int | None = None, sampler: Any = None) -> "Simulation":
+           max_trials: int | None = None, sampler: Any = None, concurrency: int | None = None,
+           owned: bool = True) -> "Simulation":
     """``spec``'s search played in-process (``orchestrator.run.simulate``) on the surrogate's
     curves for the spec's task, every epoch's val_accuracy added to ``trace``, until the trace's
-    budget is spent (or ``max_trials`` trials ran); ``sampler`` replaces the spec's."""
+    budget is spent (or ``max_trials`` trials ran); ``sampler`` replaces the spec's; ``owned``:
+    the study read through the driver's in-memory view (False: every read from the storage)."""
     from orchestrator.run.simulate import simulate
 
     task = spec.workload_options["task"]
@@ -343,6 +346,7 @@ def replay(spec: "StudySpec", surrogate: "Surrogate", trace: Trace, storage: Any
         trace.add(trial_id, metrics["val_accuracy"])
         return trace.spent
 
-    sim = simulate(spec, curve, max_trials=max_trials, on_epoch=on_epoch, storage=storage, sampler=sampler)
+    sim = simulate(spec, curve, max_trials=max_trials, on_epoch=on_epoch, storage=storage, sampler=sampler,
+                   concurrency=concurrency, owned=owned)
     trace.suggest_seconds = list(sim.searcher.progress.suggest_seconds)
     return sim

@@ -21,11 +21,17 @@ Two more modes:
   ``TPESampler`` with the spec's TPE options instead of the one stepsize builds (run it as its own
   process: stepsize's TPE swaps a function inside Optuna for the whole process); writes
   ``lcbench_scale_driver[_STORAGE]_stock_tpe.json``. The two side by side answer whether stock
-  TPE meets the suggest-latency target.
+  TPE meets the suggest-latency target. ``--concurrency N`` keeps N trials live (default 2);
+  ``--plain-storage`` reads the study from the storage at every call instead of through the
+  driver's in-memory view (``orchestrator.study.owned``), for the side-by-side comparison.
 - ``--tpe-cost``: the sampler's own cost on a synthetic in-memory study of ``--trials`` trials,
   Optuna's stock ``TPESampler`` against the sampler stepsize builds (``build_sampler``), each in
-  its own process (stepsize's TPE swaps a function inside Optuna for the whole process); writes
+  its own process (stepsize's TPE swaps a function inside Optuna for the whole process), the
+  latter with ``history: null`` and with the default ``history: 1000``; writes
   ``lcbench_scale_tpe_cost.json``.
+
+Ray Tune's own ceiling (results a second with a trainable that only reports) is
+``bench/scale/tune_ceiling.py``.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ from bench.common import (
 from orchestrator.keys import Env, TrialAttr
 
 SPACES = ("preset (int batch_size, num_layers, max_units)", "all float")
-ARMS = {"optuna": "optuna TPESampler", "stepsize": "stepsize StudyTPESampler"}
+ARMS = {"optuna": "optuna TPESampler", "stepsize_all": "stepsize StudyTPESampler, history: null (every trial)",
+        "stepsize": "stepsize StudyTPESampler, history: 1000 (the default)"}
 
 
 def main() -> None:
@@ -77,6 +84,9 @@ def main() -> None:
     parser.add_argument("--storage", choices=("sqlite", "sqlite-wal", "memory"), default="sqlite",
                         help="--driver-only: SQLite as stepsize makes it (WAL, synchronous=NORMAL); the same with "
                              "those pragmas set once more by the benchmark, as its earlier sqlite-wal runs did; or in memory")
+    parser.add_argument("--concurrency", type=int, default=None, help="--driver-only: trials live at once (default 2)")
+    parser.add_argument("--plain-storage", action="store_true", dest="plain_storage",
+                        help="--driver-only: every read from the storage, not the driver's in-memory view of its study")
     parser.add_argument("--tpe-cost", action="store_true",
                         help="CPU and wall time of one suggest on a synthetic study of --trials trials, in memory")
     parser.add_argument("--tpe-arm", choices=sorted(ARMS), help=argparse.SUPPRESS)  # one --tpe-cost arm, in a child
@@ -84,6 +94,8 @@ def main() -> None:
     args = parser.parse_args()
     suffix = "" if args.storage == "sqlite" else f"_{args.storage.replace('-', '_')}"
     suffix += "_stock_tpe" if args.stock_tpe else ""
+    suffix += f"_c{args.concurrency}" if args.concurrency else ""
+    suffix += "_plain" if args.plain_storage else ""
     default_name = f"lcbench_scale_driver{suffix}.json" if args.driver_only else "lcbench_scale.json"
     default_name = "lcbench_scale_tpe_cost.json" if args.tpe_cost else default_name
     args.out = args.out or results_file(__file__, default_name)
@@ -188,7 +200,8 @@ def tpe_cost_rows(args: argparse.Namespace, arm: str) -> list[dict[str, Any]]:
         for multivariate in (False, True):
             spec = spec_from_mapping({"name": "cost", "search_space": space_map, "budget": {"max_epochs": 51},
                                       "objective": {"metric": "val_accuracy", "mode": "max"},
-                                      "sampler": {"name": "tpe", "multivariate": multivariate}})
+                                      "sampler": {"name": "tpe", "multivariate": multivariate,
+                                                  **({"history": None} if arm == "stepsize_all" else {})}})
             rng = random.Random(0)
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
             for _ in range(args.trials):
@@ -266,13 +279,17 @@ def driver_only(args: argparse.Namespace) -> None:
         sampler.start()
         started = time.perf_counter()
         replay(spec, surrogate, trace, storage=_storage(args.storage, tmp), max_trials=args.trials,
-               sampler=_stock_tpe(spec) if args.stock_tpe else None)
+               sampler=_stock_tpe(spec) if args.stock_tpe else None, concurrency=args.concurrency,
+               owned=not args.plain_storage)
         wall = time.perf_counter() - started
         peak = sampler.stop()
     result = {
         "mode": "driver only (no Ray): real searcher, sampler and ASHA",
         "sampler": "optuna.samplers.TPESampler (stock)" if args.stock_tpe else "stepsize's tpe (build_sampler)",
         "storage": args.storage,
+        "study read through": "storage" if args.plain_storage else "the driver's in-memory view (OwnedStudyStorage)",
+        "concurrency": args.concurrency or 2,
+        "sampler_options": spec.sampler.options,
         "trials": len(trace.trials), "epochs_reported": trace.epochs, "task": args.task, "space": args.space,
         "max_epochs": args.max_epochs, "wall_s": round(wall, 1), "results_per_s": round(trace.epochs / wall, 1),
         **suggest_ms(trace.suggest_seconds),

@@ -12,7 +12,9 @@ Methods (same tasks, seeds, search space and epoch budget; objective: maximise v
 - ``ray_optuna_asha``: stock Ray Tune, ``OptunaSearch(seed)`` with ``ASHAScheduler(max_t=51)``;
 - ``stepsize_replay``: stepsize's default searcher, sampler and ASHA scheduler with the trials
   played in-process two at a time (``orchestrator.run.simulate``, as ``bench.search_quality.tuning``
-  uses it): no Ray, no SQLite, seconds per run; a check on, not a substitute for, ``stepsize``.
+  uses it): no Ray, no SQLite, seconds per run; a check on, not a substitute for, ``stepsize``;
+- anchors ``smac_mf``, ``smac_hb``, ``syne_bohb``, ``syne_asha``, ``dehb``: SMAC3, Syne Tune and DEHB
+  (``bench.search_quality.anchors``; their libraries in a venv of their own).
 
 A run ends when the epochs trained reach the budget (6544 by default, the YAHPO Gym paper's for
 lcbench); the Ray Tune methods stop every trial at that point. The incumbent after ``e`` epochs is
@@ -53,6 +55,7 @@ from bench.common import (
     tune_study,
     write_json,
 )
+from bench.search_quality.anchors import ANCHORS
 from orchestrator.keys import Env
 from orchestrator.workloads.lcbench import MAX_EPOCHS, Surrogate, load_surrogate
 
@@ -213,6 +216,8 @@ def run_cell(method: str, variant: dict[str, Any] | None, task: str, seed: int, 
             replay(lcbench_spec(task, seed, args.space, surrogate.folder, Path(tmp), {}), surrogate, trace)
     elif method == "ray_optuna_asha":
         trace = run_ray_optuna_asha(task, seed, args.space, surrogate.folder, args.budget, args.concurrency)
+    elif method in ANCHORS:
+        trace = ANCHORS[method](surrogate, task, seed, load_preset(args.space), args.budget)
     else:
         trace = sequential_method(method)(surrogate, task, seed, load_preset(args.space), args.budget)
     cell = {

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 try:  # private modules: a release that moves them leaves the stock sampler in use (adapter_problem)
@@ -42,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - only on an Optuna release that 
 else:
     _IMPORT_PROBLEM = None
 
+from orchestrator._compat.tpe_split import FinishedTrials
 from orchestrator.credentials import protected_logger
 
 logger = protected_logger(__name__)
@@ -57,12 +58,11 @@ PRIVATE_NAMES = (
     (optuna.samplers.TPESampler, "_get_internal_repr"),
     (optuna.samplers.TPESampler, "_get_params"),
     (optuna.Study, "_get_trials"),
-    *(((_tpe_module, "_split_trials"), (_tpe_module, "default_gamma"), (_tpe_module, "default_gamma_multiobjective"),
-       (_truncnorm, "_log_ndtr")) if _IMPORT_PROBLEM is None else ()),
+    *(((_tpe_module, "_split_trials"), (_tpe_module, "_get_pruned_trial_score"), (_tpe_module, "default_gamma"),
+       (_tpe_module, "default_gamma_multiobjective"), (_truncnorm, "_log_ndtr")) if _IMPORT_PROBLEM is None else ()),
 )
 
 _optuna_log_ndtr = getattr(_truncnorm, "_log_ndtr", None)  # Optuna's own, kept for comparison
-_MISSING = object()
 _warned = False
 
 
@@ -78,17 +78,18 @@ def adapter_problem() -> str | None:
     return None
 
 
-def tpe_sampler(**kwargs: Any) -> optuna.samplers.TPESampler:
-    """A :class:`StudyTPESampler` with ``kwargs`` where the installed Optuna was checked, else the
-    stock ``TPESampler`` (same draws, slower on long studies) after one warning."""
+def tpe_sampler(history: int | None = None, **kwargs: Any) -> optuna.samplers.TPESampler:
+    """A :class:`StudyTPESampler` with ``kwargs`` (and ``history``) where the installed Optuna was
+    checked, else the stock ``TPESampler`` (same draws, slower on long studies, every trial
+    modelled whatever ``history`` says) after one warning."""
     global _warned
     problem = adapter_problem()
     if problem is None:
-        return StudyTPESampler(**kwargs)
+        return StudyTPESampler(history=history, **kwargs)
     if not _warned:
         _warned = True
         logger.warning("stepsize uses Optuna's stock TPESampler: %s. Suggestions are the same; each "
-                       "costs more on studies of thousands of trials.", problem)
+                       "costs more on studies of thousands of trials (and sampler.history is not applied).", problem)
     return optuna.samplers.TPESampler(**kwargs)
 
 
@@ -114,12 +115,21 @@ class StudyTPESampler(optuna.samplers.TPESampler):
     Takes the same arguments and draws the same values for the same seed. The per-trial split is
     dropped at every ask and tell; between them only the driver's own suggests run (one driver
     per study), so no trial changes state while it is kept.
+
+    ``history`` (stepsize's own argument; None: all trials, as stock TPE) bounds what TPE models
+    on long studies: the good trials (below) are always chosen from every trial, the rest (above)
+    are the ``history`` most recent ones, so a suggest costs the same at trial 10,000 as at
+    ``history``. Stock TPE already weighs the older trials of ``above`` down (a linear ramp).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, history: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._history = history
+        self._past_startup: set[int] = set()  # studies with n_startup_trials finished trials (stays so)
         self._trial_split: tuple[tuple[int, int], list[FrozenTrial], list[FrozenTrial]] | None = None
-        self._internal: dict[tuple, dict[int, tuple[float, ...] | None]] = {}
+        self._internal: dict[tuple, _InternalTable] = {}
+        self._indexed: list[tuple[list[FrozenTrial], np.ndarray, np.ndarray]] = []  # kept lists, indexed
+        self._finished: dict[int, FinishedTrials] = {}  # study id -> its finished trials, sorted for the split
         use_vectorized_log_ndtr()
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -128,7 +138,21 @@ class StudyTPESampler(optuna.samplers.TPESampler):
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         self._trial_split = None
+        finished = self._finished.get(study._study_id)
+        if finished is not None:
+            finished.told(trial)
         super().after_trial(study, trial, state, values)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        # TPESampler.sample_independent counts the finished trials (a pass over all of them) for
+        # every parameter; once there are n_startup_trials there always are.
+        if self._multivariate is not False or study._study_id not in self._past_startup:
+            finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
+            if self._multivariate is not False or len(finished) < self._n_startup_trials:
+                return super().sample_independent(study, trial, param_name, param_distribution)
+            self._past_startup.add(study._study_id)
+        return self._sample(study, trial, {param_name: param_distribution})[param_name]
 
     def _sample(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         # TPESampler._sample (optuna 5.0) with the trials and their split kept per trial.
@@ -143,39 +167,99 @@ class StudyTPESampler(optuna.samplers.TPESampler):
         return ret
 
     def _split(self, study: optuna.Study, trial: FrozenTrial) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-        """Optuna's below/above split of the other trials, computed once per trial."""
+        """Optuna's below/above split of the other trials, computed once per trial; for one
+        objective without constraints from the finished trials kept sorted as they finish
+        (:mod:`orchestrator._compat.tpe_split`), so only the running trials are read."""
         key = (study._study_id, trial.number)
         if self._trial_split is not None and self._trial_split[0] == key and self._constraints_func is None:
             return self._trial_split[1], self._trial_split[2]
-        states = [TrialState.COMPLETE, TrialState.PRUNED]
-        if self._constant_liar:
-            states.append(TrialState.RUNNING)
-        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
-        if self._constant_liar:
-            trials = [t for t in trials if trial.number != t.number]
         if self._gamma is None:
             self._gamma = _tpe_module.default_gamma if len(study.directions) <= 1 else _tpe_module.default_gamma_multiobjective
-        n = sum(t.state != TrialState.RUNNING for t in trials)  # running trials are not counted
-        below, above = _tpe_module._split_trials(study, trials, self._gamma(n))
+        if self._constraints_func is None and len(study.directions) == 1:
+            finished = self._finished.get(study._study_id)
+            if finished is None:
+                finished = self._finished[study._study_id] = FinishedTrials(
+                    study.direction == optuna.study.StudyDirection.MINIMIZE)
+            finished.sync(study)
+            running = []
+            if self._constant_liar:
+                running = [t for t in study._get_trials(deepcopy=False, states=(TrialState.RUNNING,), use_cache=False)
+                           if t.number != trial.number]
+            below, above = finished.split(self._gamma(len(finished.trials)), running, self._history)
+        else:
+            states = [TrialState.COMPLETE, TrialState.PRUNED]
+            if self._constant_liar:
+                states.append(TrialState.RUNNING)
+            trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+            if self._constant_liar:
+                trials = [t for t in trials if trial.number != t.number]
+            n = sum(t.state != TrialState.RUNNING for t in trials)  # running trials are not counted
+            below, above = _tpe_module._split_trials(study, trials, self._gamma(n))
+            if self._history is not None and len(above) > self._history:
+                above = above[-self._history:]  # in number order: the most recent
         self._trial_split = (key, below, above)
+        self._indexed = [(below, *_index(below)), (above, *_index(above))]
         return below, above
 
     def _get_internal_repr(
         self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution], study: optuna.Study
     ) -> dict[str, np.ndarray]:
-        # TPESampler._get_internal_repr with finished trials' values converted once.
+        # TPESampler._get_internal_repr with finished trials' values converted once and gathered
+        # as arrays by trial number; unfinished (running) trials are converted each time.
         names = list(search_space)
-        known = self._internal.setdefault((study._study_id, tuple(search_space.items())), {})
-        rows: list[tuple[float, ...]] = []
-        for trial in trials:
-            row = known.get(trial.number, _MISSING) if trial.state.is_finished() else _MISSING
-            if row is _MISSING:
-                params = self._get_params(trial, study)
-                row = (tuple(search_space[name].to_internal_repr(params[name]) for name in names)
-                       if search_space.keys() <= params.keys() else None)
-                if trial.state.is_finished():
-                    known[trial.number] = row
+        table = self._internal.setdefault((study._study_id, tuple(search_space.items())), _InternalTable(len(names)))
+        numbers, finished = next(((n, f) for kept, n, f in self._indexed if kept is trials), None) or _index(trials)
+        table.reserve(int(numbers.max()) + 1 if len(numbers) else 0)
+        unknown = np.flatnonzero(finished & (table.status[numbers] == _UNKNOWN))
+        for i in unknown:
+            table.put(int(numbers[i]), self._row(trials[i], search_space, names, study))
+        values = table.values[numbers]
+        keep = finished & (table.status[numbers] == _HAS)
+        for i in np.flatnonzero(~finished):
+            row = self._row(trials[i], search_space, names, study)
             if row is not None:
-                rows.append(row)
-        columns = list(zip(*rows)) if rows else [() for _ in names]
-        return {name: np.asarray(column) for name, column in zip(names, columns)}
+                values[i], keep[i] = row, True
+        values = values[keep]
+        return {name: values[:, j].astype(np.int64) if isinstance(search_space[name], CategoricalDistribution)
+                else values[:, j] for j, name in enumerate(names)}
+
+    def _row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution], names: list[str],
+             study: optuna.Study) -> tuple[float, ...] | None:
+        params = self._get_params(trial, study)
+        if not search_space.keys() <= params.keys():
+            return None
+        return tuple(search_space[name].to_internal_repr(params[name]) for name in names)
+
+
+_UNKNOWN, _HAS, _MISSING_PARAM = 0, 1, 2
+
+
+class _InternalTable:
+    """Finished trials' internal values for one search space, one row per trial number."""
+
+    def __init__(self, width: int):
+        self.values = np.zeros((0, width))
+        self.status = np.zeros(0, dtype=np.int8)
+
+    def reserve(self, rows: int) -> None:
+        if rows > len(self.status):
+            size = max(rows, 2 * len(self.status), 64)
+            values = np.zeros((size, self.values.shape[1]))
+            values[: len(self.values)] = self.values
+            status = np.zeros(size, dtype=np.int8)
+            status[: len(self.status)] = self.status
+            self.values, self.status = values, status
+
+    def put(self, number: int, row: tuple[float, ...] | None) -> None:
+        if row is None:
+            self.status[number] = _MISSING_PARAM
+        else:
+            self.values[number], self.status[number] = row, _HAS
+
+
+def _index(trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
+    """The trials' numbers and which of them are finished, as arrays."""
+    numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=len(trials))
+    finished = np.fromiter((t.state.is_finished() for t in trials), dtype=bool, count=len(trials))
+    return numbers, finished
+

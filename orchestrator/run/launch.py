@@ -218,9 +218,11 @@ def run_study(study: "optuna.Study", spec: StudySpec, new_trials: int, console: 
     from orchestrator.run.schedulers import build_trial_scheduler, seed_scheduler
     from orchestrator.run.searcher import FailureRelay, OptunaStudySearcher
     from orchestrator.run.stopping import StudyStopper, deferred_interrupts, interruptible
+    from orchestrator.study.owned import own_study
     from orchestrator.tracking import start_recording
     from orchestrator.trial.trainable import make_trainable
 
+    study = own_study(study)  # the driver's own writes are kept in memory, not read back per suggest
     tickets = plan.tickets if plan is not None else []
     searcher = OptunaStudySearcher(study, spec, max_new_trials=new_trials, resumed=tickets)
     scheduler = build_trial_scheduler(spec)

@@ -66,11 +66,14 @@ def simulate(
     on_epoch: EpochHook | None = None,
     storage: "str | optuna.storages.BaseStorage | None" = None,
     sampler: "optuna.samplers.BaseSampler | None" = None,
+    owned: bool = True,
 ) -> Simulation:
     """Run ``spec``'s search (its sampler, searcher and scheduler) on trials played by
     ``trial_curve``, up to ``max_trials`` trials (default ``spec.budget.trials``) or until
     ``on_epoch`` returns True. ``concurrency`` defaults to the spec's (2 when it is ``auto``).
-    ``storage``: an Optuna storage (URL or object) for the study (default in memory); ``sampler``: another
+    ``storage``: an Optuna storage (URL or object) for the study (default in memory), read through
+    :class:`~orchestrator.study.owned.OwnedStudyStorage` as the driver does unless ``owned`` is
+    False; ``sampler``: another
     sampler than the spec's (to compare samplers under the same searcher and scheduler). The
     global NumPy and Python generators are seeded with ``spec.seed`` (ASHA draws its brackets
     from NumPy's)."""
@@ -81,6 +84,7 @@ def simulate(
     from orchestrator.run.schedulers import build_trial_scheduler
     from orchestrator.run.searcher import OptunaStudySearcher
     from orchestrator.run.stopping import StudyStopper
+    from orchestrator.study.owned import owned_view
     from orchestrator.study.samplers import build_sampler
 
     concurrency = concurrency or spec.concurrency or 2
@@ -88,7 +92,10 @@ def simulate(
     np.random.seed(spec.seed)
     random.seed(spec.seed)
     sampler = build_sampler(spec) if sampler is None else sampler
+    storage = optuna.storages.get_storage(storage) if storage is not None else None
     study = optuna.create_study(sampler=sampler, direction=spec.objective.direction, storage=storage)
+    if storage is not None and owned:  # as the driver reads its study during a run
+        study = owned_view(study.study_name, storage, sampler)
     searcher = OptunaStudySearcher(study, spec, max_new_trials=max_trials)
     scheduler = build_trial_scheduler(spec)
     stopper = StudyStopper(searcher, spec.budget.max_epochs)

@@ -210,6 +210,11 @@ def storage_url(study: optuna.Study) -> str | None:
     return _URLS.get(study)
 
 
+def register_url(study: optuna.Study, url: str) -> None:
+    """Record that ``study`` lives at ``url`` (for :func:`storage_url`)."""
+    _URLS[study] = url
+
+
 def create_study(spec: StudySpec) -> optuna.Study:
     """Create ``spec``'s study in its storage with the spec in the study's attributes: both or
     neither (the study is deleted again when storing the spec fails, so the name stays free).

@@ -1,4 +1,5 @@
-"""``scheduler: none``: no early stopping; every trial trains its full budget (Ray Tune's FIFO)."""
+"""``scheduler: none``: no early stopping; every trial trains its full budget (Ray Tune's FIFO
+order, through :class:`~orchestrator.run.schedulers._base.ObjectiveScheduler`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def build(spec: "StudySpec") -> Any:
-    from ray.tune.schedulers import FIFOScheduler
+    from orchestrator.run.schedulers._base import ObjectiveScheduler
 
-    return FIFOScheduler()
+    return ObjectiveScheduler(spec.objective.metric, spec.objective.mode)
 
 
 NONE = Component(name="none", defaults={}, build=build)

@@ -33,7 +33,8 @@ SIGNATURES = {
     "_truncnorm._log_ndtr": ["a"],
 }
 # The private attributes of a TPESampler the adapter reads.
-ATTRIBUTES = ("_rng", "_n_ei_candidates", "_constant_liar", "_constraints_func", "_gamma")
+ATTRIBUTES = ("_rng", "_n_ei_candidates", "_constant_liar", "_constraints_func", "_gamma", "_multivariate",
+              "_n_startup_trials")
 
 
 def test_every_private_name_is_there_with_the_parameters_it_was_checked_with():
@@ -49,6 +50,12 @@ def test_every_private_name_is_there_with_the_parameters_it_was_checked_with():
     for name in ATTRIBUTES:
         assert hasattr(sampler, name), f"TPESampler has no attribute {name}"
     assert hasattr(sampler._rng, "rng")
+    # What the incremental split (tpe_split.py) reads of a study and a trial.
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+    trial = study.get_trials()[0]
+    assert isinstance(study._study_id, int) and isinstance(trial._trial_id, int)
+    assert study._storage.get_trial(trial._trial_id).number == trial.number
 
 
 def _study(sampler: optuna.samplers.BaseSampler, trials: int = 40) -> list[dict]:
@@ -86,6 +93,49 @@ def test_the_adapter_draws_what_stock_tpe_draws(constant_liar):
         assert mine["opt"] == stock["opt"] and mine["batch"] == stock["batch"]
         assert mine["lr"] == pytest.approx(stock["lr"], rel=1e-9)
         assert mine["momentum"] == pytest.approx(stock["momentum"], rel=1e-9)
+
+
+def _long_study(sampler: optuna.samplers.BaseSampler, trials: int = 150) -> list[dict]:
+    """Maximised, with tied values, pruned trials tied on step and value, a NaN last value, a
+    conditional parameter and three trials kept running at a time (what the split has to order)."""
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    drawn, running = [], []
+    for number in range(trials):
+        trial = study.ask()
+        params = {"lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+                  "layers": trial.suggest_int("layers", 1, 4)}
+        if params["layers"] > 2:
+            params["width"] = trial.suggest_int("width", 16, 512, log=True)
+        drawn.append(params)
+        running.append((trial, params))
+        if len(running) < 4:
+            continue
+        trial, params = running.pop(0)
+        score = round(params["lr"] * 10 + params["layers"] / 4, 1)  # rounded: ties
+        steps = 1 + number % 5
+        for epoch in range(1, steps + 1):
+            trial.report(float("nan") if number % 17 == 0 and epoch == steps else score * epoch, epoch)
+        if steps < 5:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, score)
+    return drawn
+
+
+@pytest.mark.parametrize("constant_liar", [True, False])
+def test_the_adapter_draws_what_stock_tpe_draws_on_a_long_maximised_study_with_ties(constant_liar):
+    kwargs = dict(seed=5, n_startup_trials=10, constant_liar=constant_liar)
+    ours = _long_study(StudyTPESampler(**kwargs))
+    optuna_tpe._truncnorm._log_ndtr = optuna_tpe._optuna_log_ndtr
+    try:
+        theirs = _long_study(optuna.samplers.TPESampler(**kwargs))
+    finally:
+        optuna_tpe.use_vectorized_log_ndtr()
+    assert len(ours) == len(theirs) == 150
+    for mine, stock in zip(ours, theirs):
+        assert mine.keys() == stock.keys()
+        assert mine["layers"] == stock["layers"] and mine.get("width") == stock.get("width")
+        assert mine["lr"] == pytest.approx(stock["lr"], rel=1e-9)
 
 
 def test_on_an_unchecked_optuna_stepsize_uses_the_stock_sampler_and_says_so(monkeypatch, caplog):

@@ -154,3 +154,43 @@ def test_a_scheduler_refuses_search_properties_that_contradict_its_objective():
     assert asha.set_search_properties(None, None) and asha.set_search_properties("loss", "min")
     assert not asha.set_search_properties("accuracy", None)
     assert not asha.set_search_properties(None, "max")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_next_trial_to_run_is_the_one_ray_tunes_fifo_scheduler_picks(seed):
+    """Trials added over time whose statuses change as in Tune (pending, running, paused, ended,
+    an errored trial retried as pending): stepsize's scheduler picks what FIFOScheduler picks at
+    every step, while looking at the trials not ended only."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import FIFOScheduler
+
+    from orchestrator.run.schedulers._base import ObjectiveScheduler
+
+    class Controller:
+        def __init__(self) -> None:
+            self.trials: list[FakeTrial] = []
+
+        def get_trials(self) -> list[FakeTrial]:
+            return self.trials
+
+    rng = random.Random(seed)
+    controller, ours, stock = Controller(), ObjectiveScheduler("val_loss", "min"), FIFOScheduler()
+    statuses = [Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR]
+    for step in range(600):
+        for _ in range(rng.choice([0, 0, 0, 1, 2])):
+            controller.trials.append(FakeTrial(len(controller.trials), Trial.PENDING))
+        live = [t for t in controller.trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
+        for trial in rng.sample(live, min(len(live), 2)):
+            trial.status = rng.choice(statuses)
+        running = [t for t in controller.trials if t.status == Trial.RUNNING]
+        for failed in rng.sample(running, min(len(running), rng.choice([0, 0, 0, 1, 2]))):
+            # a failed trial Tune retries: PENDING, moved to the end
+            ours.on_trial_error(controller, failed)
+            stock.on_trial_error(controller, failed)
+            failed.status = Trial.PENDING
+            controller.trials.remove(failed)
+            controller.trials.append(failed)
+        choice = ours.choose_trial_to_run(controller)
+        assert choice is stock.choose_trial_to_run(controller), f"step {step}"
+    assert len(controller.trials) > 100
+    assert len(ours._waiting) < len(controller.trials) / 2  # ended trials are no longer looked at

@@ -106,3 +106,30 @@ def test_split_is_kept_within_a_trial_and_dropped_at_every_ask_and_tell():
 def test_the_spec_default_builds_studys_tpe():
     spec = spec_from_mapping({"name": "x"})
     assert isinstance(build_sampler(spec), StudyTPESampler)
+
+
+def test_history_models_the_best_of_all_trials_and_only_the_most_recent_others():
+    study = _history(300)
+    best = max((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert best.number < 150  # an old trial: it must stay below although it is outside the window
+    sampler = StudyTPESampler(seed=0, n_startup_trials=5, constant_liar=True, history=100)
+    study.sampler = sampler
+    me = study._storage.get_trial(study.ask()._trial_id)
+    below, above = sampler._split(study, me)
+    everything = StudyTPESampler(seed=0, n_startup_trials=5, constant_liar=True)._split(study, me)
+    assert [t.number for t in below] == [t.number for t in everything[0]]  # the good ones: from all trials
+    assert best.number in [t.number for t in below]
+    assert len(everything[1]) > 200 and len(above) == 100
+    assert [t.number for t in above] == [t.number for t in everything[1]][-100:]  # the most recent others
+
+
+def test_a_history_longer_than_the_study_draws_what_stock_tpe_draws():
+    kwargs = dict(seed=3, n_startup_trials=10, constant_liar=True, n_ei_candidates=24)
+    assert _draws(StudyTPESampler(history=1000, **kwargs), 120, 12) == _draws(optuna.samplers.TPESampler(**kwargs), 120, 12)
+
+
+def test_the_spec_sets_the_history_and_null_models_every_trial():
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 1.0}}
+    assert build_sampler(spec_from_mapping({"name": "x", "search_space": space}))._history == 1000
+    unbounded = spec_from_mapping({"name": "x", "search_space": space, "sampler": {"name": "tpe", "history": None}})
+    assert build_sampler(unbounded)._history is None
