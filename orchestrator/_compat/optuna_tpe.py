@@ -147,9 +147,11 @@ class StudyTPESampler(optuna.samplers.TPESampler):
                            param_distribution: BaseDistribution) -> Any:
         # TPESampler.sample_independent counts the finished trials (a pass over all of them) for
         # every parameter; once there are n_startup_trials there always are.
-        if self._multivariate is not False or study._study_id not in self._past_startup:
+        if self._multivariate is not False:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        if study._study_id not in self._past_startup:
             finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
-            if self._multivariate is not False or len(finished) < self._n_startup_trials:
+            if len(finished) < self._n_startup_trials:
                 return super().sample_independent(study, trial, param_name, param_distribution)
             self._past_startup.add(study._study_id)
         return self._sample(study, trial, {param_name: param_distribution})[param_name]

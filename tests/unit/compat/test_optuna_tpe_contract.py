@@ -79,16 +79,21 @@ def _study(sampler: optuna.samplers.BaseSampler, trials: int = 40) -> list[dict]
     return drawn
 
 
+def _stock_draws(play, kwargs: dict) -> list[dict]:
+    """``play`` with stock ``TPESampler(**kwargs)`` and Optuna's own log-CDF (the adapter swaps it
+    process-wide), restored afterwards."""
+    optuna_tpe._truncnorm._log_ndtr = optuna_tpe._optuna_log_ndtr
+    try:
+        return play(optuna.samplers.TPESampler(**kwargs))
+    finally:
+        optuna_tpe.use_vectorized_log_ndtr()
+
+
 @pytest.mark.parametrize("constant_liar", [True, False])
 def test_the_adapter_draws_what_stock_tpe_draws(constant_liar):
     kwargs = dict(seed=3, n_startup_trials=5, constant_liar=constant_liar)
     ours = _study(StudyTPESampler(**kwargs))
-    # Optuna's own log-CDF, for a stock run in this process (the adapter swaps it process-wide).
-    optuna_tpe._truncnorm._log_ndtr = optuna_tpe._optuna_log_ndtr
-    try:
-        theirs = _study(optuna.samplers.TPESampler(**kwargs))
-    finally:
-        optuna_tpe.use_vectorized_log_ndtr()
+    theirs = _stock_draws(_study, kwargs)
     for mine, stock in zip(ours, theirs):
         assert mine["opt"] == stock["opt"] and mine["batch"] == stock["batch"]
         assert mine["lr"] == pytest.approx(stock["lr"], rel=1e-9)
@@ -126,11 +131,7 @@ def _long_study(sampler: optuna.samplers.BaseSampler, trials: int = 150) -> list
 def test_the_adapter_draws_what_stock_tpe_draws_on_a_long_maximised_study_with_ties(constant_liar):
     kwargs = dict(seed=5, n_startup_trials=10, constant_liar=constant_liar)
     ours = _long_study(StudyTPESampler(**kwargs))
-    optuna_tpe._truncnorm._log_ndtr = optuna_tpe._optuna_log_ndtr
-    try:
-        theirs = _long_study(optuna.samplers.TPESampler(**kwargs))
-    finally:
-        optuna_tpe.use_vectorized_log_ndtr()
+    theirs = _stock_draws(_long_study, kwargs)
     assert len(ours) == len(theirs) == 150
     for mine, stock in zip(ours, theirs):
         assert mine.keys() == stock.keys()
