@@ -90,12 +90,15 @@ def main() -> None:
     parser.add_argument("--tpe-cost", action="store_true",
                         help="CPU and wall time of one suggest on a synthetic study of --trials trials, in memory")
     parser.add_argument("--tpe-arm", choices=sorted(ARMS), help=argparse.SUPPRESS)  # one --tpe-cost arm, in a child
+    parser.add_argument("--no-rung-model", action="store_true", dest="no_rung_model",
+                        help="--driver-only: TPE alone (sampler.rung_model: false), for a side-by-side run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     suffix = "" if args.storage == "sqlite" else f"_{args.storage.replace('-', '_')}"
     suffix += "_stock_tpe" if args.stock_tpe else ""
     suffix += f"_c{args.concurrency}" if args.concurrency else ""
     suffix += "_plain" if args.plain_storage else ""
+    suffix += "_no_rung_model" if args.no_rung_model else ""
     default_name = f"lcbench_scale_driver{suffix}.json" if args.driver_only else "lcbench_scale.json"
     default_name = "lcbench_scale_tpe_cost.json" if args.tpe_cost else default_name
     args.out = args.out or results_file(__file__, default_name)
@@ -273,7 +276,8 @@ def driver_only(args: argparse.Namespace) -> None:
     sampler = RssSampler()
     with tempfile.TemporaryDirectory(dir=str(ROOT / "bench")) as tmp:  # on disk, as the default storage
         spec = lcbench_spec(args.task, 0, args.space, surrogate.folder, Path(tmp),
-                            {"budget": {"trials": args.trials, "max_epochs": args.max_epochs}})
+                            {"budget": {"trials": args.trials, "max_epochs": args.max_epochs},
+                             "sampler": {"name": "tpe", "rung_model": not args.no_rung_model}})
         trace = Trace(10**12)
         rss_before = rss_mib()
         sampler.start()

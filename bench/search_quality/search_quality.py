@@ -3,9 +3,10 @@ would pick instead, every method charged one unit per epoch trained.
 
 Methods (same tasks, seeds, search space and epoch budget; objective: maximise val_accuracy):
 
-- ``stepsize``: the default spec (sampler and scheduler defaults from ``orchestrator.spec``) run
-  through Ray Tune with stepsize's own searcher, scheduler and trainable, run as ``launch`` runs
-  it (``orchestrator.run.launch.run_study``, with the budget's stopper and a tracing callback);
+- ``stepsize``: the default spec (sampler and scheduler defaults declared beside each component)
+  with ``budget.epochs`` set to the budget, run as ``stepsize launch`` runs it
+  (``orchestrator.run.launch.run_study``: Ray Tune with stepsize's searcher, scheduler, trainable
+  and SQLite storage); the study's own epoch budget ends it, a tracing callback only listens;
 - ``random``: random search at full fidelity (every trial trains all 51 epochs);
 - ``optuna_tpe_median``: plain Optuna, ``TPESampler(seed)`` with ``MedianPruner()``, sequential;
 - ``optuna_tpe_hyperband``: plain Optuna, ``TPESampler(seed)`` with ``HyperbandPruner(max_resource=51)``;
@@ -141,13 +142,19 @@ def _trace_callback(trace: Trace, metric: str) -> Any:
 
 
 def run_stepsize(task: str, seed: int, space: str, folder: Path, budget: int, overrides: dict[str, Any]) -> Trace:
-    """stepsize's search as ``launch`` builds it (searcher, scheduler, trainable), with an epoch budget."""
+    """stepsize's search as ``stepsize launch`` runs it (``run_study``: searcher, scheduler,
+    trainable, SQLite), ended by the study's own ``budget.epochs``; the trace only listens."""
     trace = Trace(budget)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = lcbench_spec(task, seed, space, folder, Path(tmp), overrides)
-        run = tune_study(spec, stop=_budget_stopper(trace), callbacks=[_trace_callback(trace, "val_accuracy")])
+        spec = lcbench_spec(task, seed, space, folder, Path(tmp), {**epoch_budget(budget), **overrides})
+        run = tune_study(spec, callbacks=[_trace_callback(trace, "val_accuracy")])
         trace.suggest_seconds = list(run.progress.suggest_seconds)
     return trace
+
+
+def epoch_budget(budget: int) -> dict[str, Any]:
+    """The spec override that makes ``budget`` epochs over all trials the study's budget."""
+    return {"budget": {"max_epochs": MAX_EPOCHS, "epochs": budget}}
 
 
 def run_ray_optuna_asha(task: str, seed: int, space_name: str, folder: Path, budget: int, concurrency: int) -> Trace:
@@ -213,7 +220,8 @@ def run_cell(method: str, variant: dict[str, Any] | None, task: str, seed: int, 
     elif method == "stepsize_replay":  # stepsize's searcher and ASHA, trials played in-process
         trace = Trace(args.budget)
         with tempfile.TemporaryDirectory() as tmp:
-            replay(lcbench_spec(task, seed, args.space, surrogate.folder, Path(tmp), {}), surrogate, trace)
+            replay(lcbench_spec(task, seed, args.space, surrogate.folder, Path(tmp), epoch_budget(args.budget)),
+                   surrogate, trace)
     elif method == "ray_optuna_asha":
         trace = run_ray_optuna_asha(task, seed, args.space, surrogate.folder, args.budget, args.concurrency)
     elif method in ANCHORS:

@@ -105,7 +105,7 @@ def test_split_is_kept_within_a_trial_and_dropped_at_every_ask_and_tell():
 
 def test_the_spec_default_builds_studys_tpe():
     spec = spec_from_mapping({"name": "x"})
-    assert isinstance(build_sampler(spec), StudyTPESampler)
+    assert isinstance(build_sampler(spec).start, StudyTPESampler)  # beside the rung model (test_rung_model)
 
 
 def test_history_models_the_best_of_all_trials_and_only_the_most_recent_others():
@@ -130,6 +130,6 @@ def test_a_history_longer_than_the_study_draws_what_stock_tpe_draws():
 
 def test_the_spec_sets_the_history_and_null_models_every_trial():
     space = {"lr": {"type": "float", "low": 1e-3, "high": 1.0}}
-    assert build_sampler(spec_from_mapping({"name": "x", "search_space": space}))._history == 1000
+    assert build_sampler(spec_from_mapping({"name": "x", "search_space": space})).start._history == 1000
     unbounded = spec_from_mapping({"name": "x", "search_space": space, "sampler": {"name": "tpe", "history": None}})
-    assert build_sampler(unbounded)._history is None
+    assert build_sampler(unbounded).start._history is None
