@@ -114,8 +114,8 @@ class RungModelSampler(BaseSampler):
         if trial.number not in self._modelled:
             return self.start.sample_relative(study, trial, search_space)
         built = rung_view(study, self.min_trials, self.recent) if search_space else None
-        if built is None:
-            return {}  # no rung has enough trials yet: the study's TPE answers each parameter
+        if built is None:  # no rung has enough trials yet: the study's TPE answers, as before
+            return self.start.sample_relative(study, trial, self.start.infer_relative_search_space(study, trial))
         view, self.last_rung = built
         view.ask()  # the trial being sampled, for the rung model to attach its draws to
         self._views[trial.number] = (view, view.get_trials(deepcopy=False)[-1])

@@ -21,21 +21,24 @@ SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}, "y": {"type": "float",
 
 
 def _study_with_rungs() -> optuna.Study:
-    """12 trials pruned at epoch 1, 6 pruned at epoch 3, 3 complete at epoch 9 (value: x at each
+    """12 trials (x, y) pruned at epoch 1, 6 pruned at epoch 3, 3 complete at epoch 9 (value: x at each
     epoch), one failed, one running at epoch 2, one running with no report."""
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for epochs in [1] * 12 + [3] * 6 + [9] * 3:
         trial = study.ask()
         x = trial.suggest_float("x", 0, 1)
+        trial.suggest_float("y", 0, 1)
         for epoch in range(1, epochs + 1):
             trial.report(x * epoch, epoch)
         study.tell(trial, x * 9 if epochs == 9 else None, state=TrialState.COMPLETE if epochs == 9 else TrialState.PRUNED)
     failed = study.ask()
     failed.suggest_float("x", 0, 1)
+    failed.suggest_float("y", 0, 1)
     failed.report(100.0, 5)
     study.tell(failed, state=TrialState.FAIL)
     running = study.ask()
     running.suggest_float("x", 0, 1)
+    running.suggest_float("y", 0, 1)
     running.report(0.5, 1)
     running.report(1.0, 2)
     study.ask()  # running, nothing suggested yet
@@ -129,3 +132,17 @@ def test_a_search_under_asha_uses_the_rung_model_and_finds_the_peak():
     assert abs(best["x"] - 0.7) < 0.15 and abs(best["y"] - 0.2) < 0.15
     again = simulate(_spec(rung_model_after=0.0), _curve)  # seeded: the same search again
     assert [t.params for t in again.study.trials] == [t.params for t in sim.study.trials]
+
+
+def test_while_the_view_is_thin_a_multivariate_study_tpe_draws_what_it_draws_alone():
+    def draw(wrap: bool) -> dict:
+        study = _study_with_rungs()
+        start = StudyTPESampler(seed=0, n_startup_trials=5, multivariate=True)
+        study.sampler = RungModelSampler(start, optuna.samplers.TPESampler(seed=0, multivariate=True),
+                                         min_trials=100) if wrap else start
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        trial.suggest_float("y", 0, 1)
+        return trial.params
+
+    assert draw(wrap=True) == draw(wrap=False)  # jointly, as alone: not each parameter on its own
