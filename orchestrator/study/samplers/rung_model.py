@@ -11,7 +11,7 @@ constant liar spreads concurrent proposals. Until the view has ``min_trials`` tr
 
 Everything goes through Optuna's public API: the view is an in-memory study filled with
 ``optuna.trial.create_trial``; the study's own sampler keeps seeing every trial (its hooks are
-always called), so it resumes cleanly and answers any parameter the rung model leaves to it.
+always called), so it resumes cleanly and answers every parameter while the view is too thin.
 Evidence: docs/search_quality.md, "A model per rung".
 """
 
@@ -79,7 +79,7 @@ def rung_view(study: "Study", min_trials: int, recent: int | None = None) -> tup
 class RungModelSampler(BaseSampler):
     """``start`` (the study's TPE) until ``progress(study)`` reaches ``after`` and the rung view
     (:func:`rung_view`) has ``min_trials`` trials; then ``rung_model`` fitted on that view proposes
-    the parameters it models and ``start`` the rest."""
+    every parameter (jointly where the view's trials share them)."""
 
     def __init__(self, start: BaseSampler, rung_model: BaseSampler, *, min_trials: int, after: float = 0.0,
                  progress: Progress | None = None, recent: int | None = None) -> None:
@@ -124,7 +124,7 @@ class RungModelSampler(BaseSampler):
 
     def sample_independent(self, study: "Study", trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        if trial.number in self._views:  # an independent rung model draws each parameter from the view
+        if trial.number in self._views:  # a parameter outside the joint space (conditional): from the view too
             view, current = self._views[trial.number]
             return self.rung_model.sample_independent(view, current, param_name, param_distribution)
         return self.start.sample_independent(study, trial, param_name, param_distribution)
