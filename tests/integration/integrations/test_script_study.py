@@ -31,9 +31,9 @@ def _study_file(folder: Path, name: str, args: list[str], **fields) -> Path:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except (ProcessLookupError, FileNotFoundError):  # gone, also between the two looks
         return False
-    return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else False
 
 
 def test_a_script_study_trains_prunes_and_its_pruned_scripts_are_gone_within_seconds(tmp_path):
