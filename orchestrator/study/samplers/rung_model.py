@@ -90,6 +90,7 @@ class RungModelSampler(BaseSampler):
         self._progress = progress
         self.recent = recent
         self._space = IntersectionSearchSpace(include_pruned=True)
+        self._reached = False  # the budget's share ``after`` is spent
         self._modelled: set[int] = set()  # numbers of the running trials the rung model may propose
         self._views: dict[int, tuple["Study", FrozenTrial]] = {}  # trial number -> its view, while sampled
         self.rung_proposals = 0  # trials whose parameters came from the rung model
@@ -101,7 +102,9 @@ class RungModelSampler(BaseSampler):
 
     def before_trial(self, study: "Study", trial: FrozenTrial) -> None:
         self.start.before_trial(study, trial)
-        if self.after <= 0 or self._progress is None or self._progress(study) >= self.after:
+        if not self._reached:  # the share spent only grows: once reached, stop recounting it per trial
+            self._reached = self.after <= 0 or self._progress is None or self._progress(study) >= self.after
+        if self._reached:
             self._modelled.add(trial.number)
 
     def infer_relative_search_space(self, study: "Study", trial: FrozenTrial) -> dict[str, BaseDistribution]:
