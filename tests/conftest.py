@@ -65,9 +65,7 @@ def study_spec(tmp_path: Path, **fields):
     return spec_from_mapping(data)
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A real PostgreSQL server for the session (see tests/postgres_server.py)."""
+def _serve_postgres():
     from tests.postgres_server import PostgresServer, unavailable_reason
 
     reason = unavailable_reason()
@@ -76,3 +74,15 @@ def postgres():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (see tests/postgres_server.py)."""
+    yield from _serve_postgres()
+
+
+@pytest.fixture
+def own_postgres():
+    """A real PostgreSQL server for one test alone, which it may stop and start (an outage)."""
+    yield from _serve_postgres()

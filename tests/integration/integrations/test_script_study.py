@@ -119,6 +119,9 @@ def test_an_interrupted_script_trial_resumes_from_its_checkpoint(tmp_path):
     assert not _group(driver.pid), "no script left running after Ctrl-C"
     first_run = {int(p.stem) for p in pids.glob("*.pid")}
     assert not any(_alive(pid) for pid in first_run)
+    # On a loaded machine one trial may finish all its epochs before the interrupt lands.
+    interrupted = [t.number for t in _trials(tmp_path, "script-resume") if t.state != TrialState.COMPLETE]
+    assert interrupted, "the interrupt left a trial to resume"
 
     resumed = _cli(["resume", "script-resume", "--storage", f"sqlite:///{tmp_path}/optuna.db"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -127,4 +130,5 @@ def test_an_interrupted_script_trial_resumes_from_its_checkpoint(tmp_path):
     for trial in trials:
         assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5], "every epoch told once"
     starts = [int(p.read_text().split()[1]) for p in pids.glob("*.pid") if int(p.stem) not in first_run]
-    assert len(starts) == 2 and all(start >= 2 for start in starts), f"resumed scripts started at epochs {starts}"
+    assert len(starts) == len(interrupted) and all(start >= 2 for start in starts), \
+        f"{len(interrupted)} interrupted trials; resumed scripts started at epochs {starts}"

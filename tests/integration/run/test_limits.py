@@ -53,8 +53,9 @@ def test_a_hanging_trial_is_stopped_at_its_time_limit(tmp_path):
     assert all(t.params["learning_rate"] > 0.03 for t in over)
     assert all(t.params["learning_rate"] <= 0.03 for t in _trials(tmp_path, "hang") if t not in over)
     held = [(t.datetime_complete - t.datetime_start).total_seconds() for t in over]
-    # From Optuna's ask, so a fresh worker's start (a few seconds) counts too.
-    assert all(seconds < 8 + 20 for seconds in held), held
+    # From Optuna's ask, so a fresh worker's start counts too: seconds on an idle machine, tens of
+    # seconds on a loaded one. Without the limit the trial hangs until the command's 300 s timeout.
+    assert all(8 <= seconds < 8 + 90 for seconds in held), held
     print(f"hang study: {time.monotonic() - began:.1f} s, {len(over)} over the limit, ask-to-told {held}")
 
 

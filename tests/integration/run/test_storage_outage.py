@@ -16,24 +16,12 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 import yaml
 from optuna.trial import TrialState
 
 from tests.integration.run.test_user_mistakes import STEPSIZE, _env
-from tests.postgres_server import PostgresServer, unavailable_reason
 
 TRIALS, EPOCHS = 4, 8
-
-
-@pytest.fixture
-def pg():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 def _study_file(folder: Path, name: str, storage: str, **fields) -> Path:
@@ -76,17 +64,17 @@ def _assert_complete(url: str, name: str) -> None:
         assert sorted(trial.intermediate_values) == list(range(1, EPOCHS + 1)), (trial.number, trial.intermediate_values)
 
 
-def test_a_20_s_storage_outage_is_ridden_out(pg, tmp_path):
-    url = pg.database("outage")
+def test_a_20_s_storage_outage_is_ridden_out(own_postgres, tmp_path):
+    url = own_postgres.database("outage")
     study = _study_file(tmp_path, "pgdown", url, storage_patience=2)  # 2 minutes
     driver = subprocess.Popen([*STEPSIZE, "launch", str(study), "--quiet"], cwd=tmp_path, env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_epochs(url, "pgdown", 3)
-        pg.halt()
+        own_postgres.halt()
         stopped = time.monotonic()
         time.sleep(20)
-        pg.restart()
+        own_postgres.restart()
         back = time.monotonic()
         out, err = driver.communicate(timeout=150)
     finally:
@@ -106,21 +94,21 @@ def test_a_20_s_storage_outage_is_ridden_out(pg, tmp_path):
           f"({done - stopped:.1f} s after it stopped)\n{waiting[0]}\n{backs[0]}")
 
 
-def test_past_its_patience_the_driver_gives_up_and_resume_completes(pg, tmp_path):
-    url = pg.database("giveup")
+def test_past_its_patience_the_driver_gives_up_and_resume_completes(own_postgres, tmp_path):
+    url = own_postgres.database("giveup")
     study = _study_file(tmp_path, "pggone", url, storage_patience="5s")
     driver = subprocess.Popen([*STEPSIZE, "launch", str(study), "--quiet"], cwd=tmp_path, env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_epochs(url, "pggone", 3)
-        pg.halt()
+        own_postgres.halt()
         stopped = time.monotonic()
         out, err = driver.communicate(timeout=90)
     finally:
         if driver.poll() is None:
             driver.kill()
     exited = time.monotonic() - stopped
-    pg.restart()
+    own_postgres.restart()
     assert driver.returncode == 1, err[-3000:]
     message = next(line for line in err.splitlines() if line.startswith("stepsize: the Optuna storage"))
     assert message.startswith("stepsize: the Optuna storage at postgresql+psycopg://postgres@127.0.0.1"), err[-3000:]
