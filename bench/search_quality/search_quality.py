@@ -28,6 +28,9 @@ Results go to a JSON file after every (method, task, seed) cell; a rerun skips c
     STEPSIZE_TRACKING=off nice -n 10 .venv/bin/python -m bench.search_quality.search_quality \\
         --tasks 3945 7593 --seeds 0 1 --methods stepsize random [--space lcbench_7d] \\
         [--variant 'name={"scheduler": {"name": "asha", "grace_period": 3}}'] [--report]
+
+``--report --paired smac_mf`` adds each method's cell-by-cell difference from ``smac_mf``, with a
+bootstrap interval (``bench.search_quality.paired``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from bench.common import (
     tune_study,
     write_json,
 )
+from bench.search_quality import paired
 from bench.search_quality.anchors import ANCHORS
 from orchestrator.keys import Env
 from orchestrator.workloads.lcbench import MAX_EPOCHS, Surrogate, load_surrogate
@@ -280,6 +284,18 @@ def summarise(results: dict[str, Any], surrogate: Surrogate, space: str, tasks: 
     return rows
 
 
+def cell_regrets(results: dict[str, Any], surrogate: Surrogate, tasks: list[str] | None = None,
+                 seeds: list[int] | None = None) -> paired.Regrets:
+    """``method -> (task, seed) -> fraction -> regret`` for the cells in ``results``."""
+    regrets: dict[str, dict[tuple[str, int], dict[float, float]]] = {}
+    for c in results["cells"].values():
+        if (tasks is None or c["task"] in tasks) and (seeds is None or c["seed"] in seeds):
+            bounds = surrogate.bound(c["task"], "val_accuracy")
+            regrets.setdefault(c["method"], {})[(c["task"], c["seed"])] = {
+                f: regret(incumbent_at(c["steps"], f * c["budget"]), bounds) for f in FRACTIONS}
+    return regrets
+
+
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     head = ("| method | cells (tasks x seeds) | regret @25% | regret @50% | regret @100% | "
             f"runs reaching regret <= {TARGET_REGRET} | median epochs to it | trials per run | wall s per run |")
@@ -344,6 +360,9 @@ def main() -> None:
     parser.add_argument("--common", action="store_true",
                         help="report only the (task, seed) pairs every reported method has run")
     parser.add_argument("--plot", type=Path, default=None, help="the anytime plot's file")
+    parser.add_argument("--paired", nargs="*", default=[], metavar="REFERENCE",
+                        help="also print each method's regret minus REFERENCE's, cell by cell, with a 95%% "
+                             "bootstrap interval (bench.search_quality.paired)")
     args = parser.parse_args()
     surrogate = load_surrogate(args.data_dir)
     for task in args.tasks:
@@ -369,6 +388,10 @@ def main() -> None:
     results["cells"] = select_cells(results["cells"], args.space, args.report_methods, args.common)
     rows = summarise(results, surrogate, args.space, args.tasks, args.seeds)
     print(markdown_table(rows))
+    for reference in args.paired:
+        print()
+        print(paired.markdown(paired.paired_differences(cell_regrets(results, surrogate, args.tasks, args.seeds),
+                                                        reference), reference))
     out = args.plot or args.results.with_name(args.results.stem + f"_{args.space}.png")
     plot(results, surrogate, args.space, out, args.tasks, args.seeds)
 
