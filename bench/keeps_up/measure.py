@@ -66,7 +66,6 @@ import heapq  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -79,13 +78,17 @@ from bench.common import (  # noqa: E402
     git_state,
     machine_info,
     results_file,
-    run_module,
     temp_study,
     versions,
     wait_for_quiet,
     write_json,
 )
-from bench.overhead.digits_overhead import TreeSampler, _become_subreaper, _reap_orphans  # noqa: E402
+from bench.overhead.digits_overhead import (  # noqa: E402
+    TreeSampler,
+    _become_subreaper,
+    add_child_options,
+    run_child,
+)
 
 MODULE = "bench.keeps_up.measure"  # each arm runs as ``python -m MODULE --child ARM``
 ARMS = ("stepsize", "raytune")
@@ -500,22 +503,8 @@ def run_arm(arm: str, epoch_s: float, trials: int, args: argparse.Namespace, log
         command = ["--child", arm, "--child-out", str(child_out), "--workdir", tmp, "--epoch-s", str(epoch_s),
                    "--trials", str(trials), "--max-epochs", str(args.max_epochs), "--seed", str(args.seed)]
         command += ["--profile"] * args.profile + ["--dump-results"] * args.dump_results
-        log_path = log_dir / f"{arm}_{epoch_s:g}s.log"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        proc = run_module(MODULE, command, log=log_path, nice=args.nice, timeout=args.timeout)
-        wall = time.perf_counter() - started
-        left = _reap_orphans(30.0)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0 or not child_out.is_file():
-            tail = log_path.read_text()[-3000:]
-            raise RuntimeError(f"arm {arm} at {epoch_s:g} s failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-        out = json.loads(child_out.read_text())
-    out["subprocess_wall_s"] = wall
-    out["subprocess_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    out["left_running"] = left
-    out["log"] = str(log_path)
-    return out
+        return run_child(MODULE, command, what=f"arm {arm} at {epoch_s:g} s", log_path=log_dir / f"{arm}_{epoch_s:g}s.log",
+                         child_out=child_out, nice=args.nice, timeout=args.timeout)
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -668,15 +657,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"cases {QUICK_CASES}, a smoke test")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated, from " + ", ".join(ARMS + EXTRA_ARMS))
     parser.add_argument("--out", default=None, help="the JSON (default results/keeps_up.json, keeps_up_quick.json)")
-    parser.add_argument("--profile", action="store_true", help="cProfile each arm's driver main thread")
-    parser.add_argument("--dump-results", action="store_true", help="keep every epoch's row in the JSON")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="per arm, seconds")
-    parser.add_argument("--nice", type=int, default=0, help="niceness increment for the arms' processes")
-    parser.add_argument("--wait-idle", type=float, default=60.0, metavar="S",
-                        help="before each arm wait up to S seconds for the machine to be idle (0: do not wait)")
-    parser.add_argument("--child", choices=ARMS + EXTRA_ARMS, help=argparse.SUPPRESS)
-    parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_child_options(parser, "arm", ARMS + EXTRA_ARMS, timeout=1800.0, wait_idle=60.0)
     parser.add_argument("--epoch-s", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--trials", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -679,6 +679,44 @@ def _reap_orphans(wait_s: float) -> list[int]:
         time.sleep(0.2)
 
 
+def add_child_options(parser: argparse.ArgumentParser, unit: str, names: tuple[str, ...], *, timeout: float,
+                      wait_idle: float) -> None:
+    """The options of a benchmark that runs each ``unit`` (variant, arm) in a child process of its own."""
+    parser.add_argument("--profile", action="store_true", help=f"cProfile each {unit}'s driver main thread")
+    parser.add_argument("--dump-results", action="store_true", help="keep every result row in the JSON")
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"per {unit}, seconds")
+    parser.add_argument("--nice", type=int, default=0,
+                        help=f"niceness increment for the {unit}s' processes (Ray's inherit it); a negative "
+                             "value (root only) shields the measurement from other work on a shared machine")
+    parser.add_argument("--wait-idle", type=float, default=wait_idle, metavar="S",
+                        help=f"before each {unit} wait up to S seconds for the machine to be idle (0: do not wait)")
+    parser.add_argument("--child", choices=names, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+
+
+def run_child(module: str, command: list[str], *, what: str, log_path: Path, child_out: Path,
+              env: dict[str, str] | None = None, nice: int = 0, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``python -m module command`` (``run_module``), reap what it left behind, and return the
+    JSON it wrote to ``child_out`` with its wall and CPU seconds, the pids still alive after 30 s
+    (``left_running``) and its log's path; a failed child raises with ``what`` and its log's tail."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = run_module(module, command, log=log_path, env=env, nice=nice, timeout=timeout)
+    wall = time.perf_counter() - started
+    left = _reap_orphans(30.0)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0 or not child_out.is_file():
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    out = json.loads(child_out.read_text())
+    out["subprocess_wall_s"] = wall
+    out["subprocess_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out["left_running"] = left
+    out["log"] = str(log_path)
+    return out
+
+
 def run_variant(name: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench_{name}_") as tmp:
         child_out = Path(tmp) / "out.json"
@@ -694,22 +732,9 @@ def run_variant(name: str, args: argparse.Namespace, log_dir: Path) -> dict[str,
         for item in args.env:
             key, _, value = item.partition("=")
             env[key] = value
-        log_path = log_dir / f"{name}.log"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        proc = run_module(MODULE, command, log=log_path, env=env, nice=args.nice, timeout=args.timeout)
-        wall = time.perf_counter() - started
-        left = _reap_orphans(30.0)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0 or not child_out.is_file():
-            tail = log_path.read_text()[-3000:]
-            raise RuntimeError(f"variant {name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-        out = json.loads(child_out.read_text())
-    out["subprocess_wall_s"] = wall
-    out["subprocess_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    out["subprocess_cpu_util"] = out["subprocess_cpu_s"] / wall / CORES
-    out["left_running"] = left
-    out["log"] = str(log_path)
+        out = run_child(MODULE, command, what=f"variant {name}", log_path=log_dir / f"{name}.log",
+                        child_out=child_out, env=env, nice=args.nice, timeout=args.timeout)
+    out["subprocess_cpu_util"] = out["subprocess_cpu_s"] / out["subprocess_wall_s"] / CORES
     return out
 
 
@@ -846,18 +871,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated, from " + ", ".join(VARIANTS + EXTRA_VARIANTS))
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set in every subprocess")
-    parser.add_argument("--profile", action="store_true", help="cProfile each subprocess's main thread")
-    parser.add_argument("--dump-results", action="store_true", help="keep every result row in the JSON")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="per variant, seconds")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness increment for the variants' processes (Ray's inherit it); a negative "
-                             "value (root only) shields the measurement from other work on a shared machine")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all variants; the median run is shown")
-    parser.add_argument("--wait-idle", type=float, default=120.0, metavar="S",
-                        help="before each variant wait up to S seconds for the machine to be idle (0: do not wait)")
-    parser.add_argument("--child", choices=VARIANTS + EXTRA_VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_child_options(parser, "variant", VARIANTS + EXTRA_VARIANTS, timeout=3600.0, wait_idle=120.0)
     args = parser.parse_args()
     if args.child:
         child_main(args)
