@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 if TYPE_CHECKING:
     import optuna
 
-    from orchestrator.run.searcher import SearchProgress
+    from orchestrator.run.progress import SearchProgress
     from orchestrator.run.simulate import Simulation
     from orchestrator.spec import StudySpec
     from orchestrator.study.summary import StudySummary

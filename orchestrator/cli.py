@@ -181,6 +181,8 @@ def _summary_text(summary: Any) -> str:
     text = f"study {summary.name}: {summary.total} trials ({', '.join(states) or 'none'}"
     notes = [f"{summary.diverged} of them diverged"] if summary.diverged else []
     notes += [f"{summary.over_limit} over their limits"] if getattr(summary, "over_limit", 0) else []
+    rung_model = getattr(summary, "rung_model_trials", 0)
+    notes += [f"{rung_model} proposed by the rung model"] if rung_model else []
     text += f"; {', '.join(notes)})" if notes else ")"
     if getattr(summary, "epoch_budget", None) is not None:
         text += f"; epochs {summary.epochs_spent}/{summary.epoch_budget}"

@@ -43,6 +43,7 @@ class Config:
 
     TRIAL_NUMBER: Final = "_trial_number"  # the Optuna trial number
     RESUME_FROM: Final = "_resume_from"  # a checkpoint folder a resumed trial continues from
+    RUNG_MODEL_EPOCH: Final = "_rung_model_epoch"  # the rung the rung model proposed the trial from
     BASE_LR: Final = "base_learning_rate"  # the searched LR when lr_scaling made it effective
     PRIVATE_PREFIX: Final = "_"
 
@@ -69,6 +70,7 @@ class TrialAttr:
     RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
     ATTEMPTS: Final = "attempts"  # runs of the trial in this study run, when Ray retried it after its worker died
     CHARGED_EPOCHS: Final = "charged_epochs"  # epochs trained, retried ones included (what budget.epochs counts)
+    RUNG_MODEL_EPOCH: Final = "rung_model_epoch"  # the rung the rung model proposed it from (absent: the study's TPE)
 
 
 class StudyAttr:
@@ -110,6 +112,7 @@ class Tag:
     SAMPLER: Final = "stepsize.sampler"
     SCHEDULER: Final = "stepsize.scheduler"
     OBJECTIVE: Final = "stepsize.objective"
+    RUNG_MODEL_EPOCH: Final = "stepsize.rung_model_epoch"  # on a trial the rung model proposed: its rung
 
 
 class Env:

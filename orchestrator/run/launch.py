@@ -38,8 +38,9 @@ from orchestrator.workloads.registry import resolve_workload
 if TYPE_CHECKING:
     import optuna
 
+    from orchestrator.run.progress import SearchProgress
     from orchestrator.run.resume import ResumePlan
-    from orchestrator.run.searcher import OptunaStudySearcher, SearchProgress
+    from orchestrator.run.searcher import OptunaStudySearcher
     from orchestrator.tracking.naming import TrialStatus
 
 

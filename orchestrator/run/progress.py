@@ -1,6 +1,7 @@
 """What the terminal shows while a study runs: one live progress line (redrawn every second on a
 terminal, a line per finished trial on a file or pipe) and, above it, the first occurrence of
-each distinct trial error."""
+each distinct trial error; the counts behind the line (:class:`SearchProgress`) are kept by the
+searcher."""
 
 from __future__ import annotations
 
@@ -8,17 +9,46 @@ import re
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from orchestrator.run.searcher import SearchProgress
+from orchestrator.run.epoch_budget import EpochLedger
 from orchestrator.study.summary import last_line
 
 _NUMBER = re.compile(r"\d+(\.\d+)?(e[-+]?\d+)?")
 
 # A trial's state in Ray Tune's trial list.
 _RUNNING, _PENDING = "RUNNING", "PENDING"
+
+
+@dataclass
+class SearchProgress:
+    """Running counts the progress view shows; kept by the searcher as trials end."""
+
+    total: int
+    resumed: int = 0
+    started: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    over_limit: int = 0  # stopped by a per-trial limit (limits:), counted among pruned or failed
+    failed: int = 0
+    best_value: float | None = None
+    best_number: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    first_result_at: float | None = None
+    suggest_seconds: list[float] = field(default_factory=list)  # driver time of each suggest
+    epochs: EpochLedger = field(default_factory=EpochLedger)  # epochs trained, against budget.epochs
+    trials_capped: bool = True  # False when the epoch budget alone bounds the trials (no budget.trials)
+    rung_model_epoch: int | None = None  # the rung the rung model last proposed from (None: not yet)
+    rung_model_trials: int = 0  # trials the rung model proposed
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
 
 
 def format_duration(seconds: float) -> str:
@@ -89,6 +119,8 @@ def progress_line(progress: SearchProgress, metric: str, now: float | None = Non
         parts.append(f"{progress.failed} failed")
     if progress.epochs.budget is not None:
         parts.append(f"epochs {progress.epochs.spent}/{progress.epochs.budget}")
+    if progress.rung_model_epoch is not None:
+        parts.append(f"rung model at epoch {progress.rung_model_epoch}")
     if progress.best_value is not None:
         parts.append(f"best {metric} {progress.best_value:.4g} (trial {progress.best_number})")
     parts.append(f"elapsed {format_duration(now - progress.started_at)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import optuna
@@ -20,8 +20,10 @@ from ray.tune.search import Searcher
 from orchestrator.errors import ObjectiveNotReported
 from orchestrator.keys import TUNE_RESULT_KEYS, Config, Result, TrialAttr
 from orchestrator.run.epoch_budget import EpochLedger, budget_stop_reason
+from orchestrator.run.progress import SearchProgress
 from orchestrator.spec import StudySpec
 from orchestrator.study.samplers import AskTellGridSampler
+from orchestrator.study.samplers.rung_model import RungModelSampler
 from orchestrator.study.summary import last_line, spent_epochs
 from orchestrator.training.lr_scaling import apply_lr_scaling
 
@@ -45,32 +47,6 @@ class ResumeTicket:
     last_epoch: int
     checkpoint_epoch: int | None = None
     charged_epochs: int = 0
-
-
-@dataclass
-class SearchProgress:
-    """Running counts the progress view shows; kept by the searcher as trials end."""
-
-    total: int
-    resumed: int = 0
-    started: int = 0
-    running: int = 0
-    complete: int = 0
-    pruned: int = 0
-    diverged: int = 0
-    over_limit: int = 0  # stopped by a per-trial limit (limits:), counted among pruned or failed
-    failed: int = 0
-    best_value: float | None = None
-    best_number: int | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    first_result_at: float | None = None
-    suggest_seconds: list[float] = field(default_factory=list)  # driver time of each suggest
-    epochs: EpochLedger = field(default_factory=EpochLedger)  # epochs trained, against budget.epochs
-    trials_capped: bool = True  # False when the epoch budget alone bounds the trials (no budget.trials)
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned + self.failed
 
 
 class OptunaStudySearcher(Searcher):
@@ -145,11 +121,21 @@ class OptunaStudySearcher(Searcher):
         scaled = apply_lr_scaling(config, self._lr_scaling.rule, self._lr_scaling.reference_batch_size)
         if Config.BASE_LR in scaled:
             trial.set_user_attr(TrialAttr.EFFECTIVE_LR, scaled["learning_rate"])
+        rung = self._proposing_rung(trial.number)
+        if rung is not None:
+            trial.set_user_attr(TrialAttr.RUNG_MODEL_EPOCH, rung)
+            config = {**config, Config.RUNG_MODEL_EPOCH: rung}
+            self.progress.rung_model_epoch = rung
+            self.progress.rung_model_trials += 1
         self._live[trial_id] = trial
         self.progress.started += 1
         self.progress.running += 1
         self.progress.suggest_seconds.append(time.perf_counter() - began)
         return {**config, Config.TRIAL_NUMBER: trial.number}
+
+    def _proposing_rung(self, number: int) -> int | None:
+        sampler = self._study.sampler
+        return sampler.proposing_rung(number) if isinstance(sampler, RungModelSampler) else None
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if result.get(Result.LIMIT_EXCEEDED) and trial_id in self._live:

@@ -48,6 +48,7 @@ class StudySummary:
     driver_active: bool = False  # a driver is running the study now; else RUNNING trials were interrupted
     epochs_spent: int = 0  # epochs trained over all trials, retried ones included (see charged_epochs)
     epoch_budget: int | None = None  # budget.epochs, when the study has one
+    rung_model_trials: int = 0  # trials the rung model proposed (sampler.rung_model)
 
     @property
     def total(self) -> int:
@@ -70,6 +71,7 @@ class StudySummary:
             "states": dict(self.counts),
             "diverged": self.diverged,
             "over_limit": self.over_limit,
+            "rung_model_trials": self.rung_model_trials,
             "interrupted": self.interrupted,
             "failures": [{"trial": f.number, "error": f.error} for f in self.failures],
             "attempts": {str(number): runs for number, runs in self.attempts.items()},
@@ -147,6 +149,7 @@ def summarize(study: optuna.Study, spec: StudySpec) -> StudySummary:
         driver_active=active_driver(study) is not None,
         epochs_spent=spent_epochs(trials),
         epoch_budget=spec.budget.epochs,
+        rung_model_trials=sum(1 for t in trials if TrialAttr.RUNG_MODEL_EPOCH in t.user_attrs),
     )
     best = best_trial(study)
     if best is not None and best.value is not None and math.isfinite(best.value):

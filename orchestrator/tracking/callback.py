@@ -91,6 +91,8 @@ class TrackingCallback(Callback):
                 {k: v for k, v in dict(trial.config).items() if not str(k).startswith(Config.PRIVATE_PREFIX)})
             tags = {Tag.RAY_TRIAL_ID: str(trial.trial_id), Tag.TRIAL_NUMBER: str(number),
                     Tag.STATE: "RUNNING", Tag.STATUS: "running"}
+            if Config.RUNG_MODEL_EPOCH in trial.config:
+                tags[Tag.RUNG_MODEL_EPOCH] = str(trial.config[Config.RUNG_MODEL_EPOCH])
             ref = naming.trial_ref(number)
             self.started.add(number)
             self._sink(records.open_run(ref, naming.trial_run_name(number), tags), records.params(ref, run_params(config)))

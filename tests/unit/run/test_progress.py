@@ -6,8 +6,7 @@ from __future__ import annotations
 import io
 import time
 
-from orchestrator.run.progress import FinishEstimate, ProgressView, TrialErrorLog, progress_line
-from orchestrator.run.searcher import SearchProgress
+from orchestrator.run.progress import FinishEstimate, ProgressView, SearchProgress, TrialErrorLog, progress_line
 
 
 class Terminal(io.StringIO):

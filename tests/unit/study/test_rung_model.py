@@ -10,11 +10,15 @@ import pytest
 from optuna.trial import TrialState
 
 from orchestrator._compat.optuna_tpe import StudyTPESampler
+from orchestrator.cli import _summary_text
 from orchestrator.errors import SpecError
+from orchestrator.keys import TrialAttr
+from orchestrator.run.progress import progress_line
 from orchestrator.run.simulate import simulate
 from orchestrator.spec import spec_from_mapping
 from orchestrator.study.samplers import build_sampler
 from orchestrator.study.samplers.rung_model import RungModelSampler, epochs_reported, rung_view
+from orchestrator.study.summary import summarize
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}, "y": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -132,6 +136,25 @@ def test_a_search_under_asha_uses_the_rung_model_and_finds_the_peak():
     assert abs(best["x"] - 0.7) < 0.15 and abs(best["y"] - 0.2) < 0.15
     again = simulate(_spec(rung_model_after=0.0), _curve)  # seeded: the same search again
     assert [t.params for t in again.study.trials] == [t.params for t in sim.study.trials]
+
+
+def test_the_trials_the_rung_model_proposed_are_marked_and_counted():
+    sim = simulate(_spec(rung_model_after=0.0, rung_model_min_trials=10), _curve)
+    sampler = sim.study.sampler
+    marked = [t for t in sim.study.trials if TrialAttr.RUNG_MODEL_EPOCH in t.user_attrs]
+    assert 0 < len(marked) == sampler.rung_proposals < len(sim.study.trials)
+    first = min(t.number for t in marked)
+    assert all(TrialAttr.RUNG_MODEL_EPOCH not in t.user_attrs for t in sim.study.trials[:first])
+    assert all(3 <= t.user_attrs[TrialAttr.RUNG_MODEL_EPOCH] <= 27 for t in marked)  # from ASHA's first rung on
+    progress = sim.searcher.progress
+    assert progress.rung_model_trials == len(marked) and progress.rung_model_epoch == sampler.last_rung
+    assert f"rung model at epoch {sampler.last_rung}" in progress_line(progress, "acc")
+    summary = summarize(sim.study, _spec())
+    assert summary.rung_model_trials == len(marked) and summary.to_dict()["rung_model_trials"] == len(marked)
+    assert f"{len(marked)} proposed by the rung model" in _summary_text(summary)
+    alone = simulate(_spec(rung_model=False), _curve)
+    assert not any(TrialAttr.RUNG_MODEL_EPOCH in t.user_attrs for t in alone.study.trials)
+    assert "rung model" not in progress_line(alone.searcher.progress, "acc")
 
 
 def test_while_the_view_is_thin_a_multivariate_study_tpe_draws_what_it_draws_alone():

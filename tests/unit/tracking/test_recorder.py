@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from orchestrator.keys import Tag
+from orchestrator.keys import Config, Tag
 from orchestrator.tracking import naming
 from orchestrator.tracking.record_log import read_segment
 from orchestrator.tracking.records import metrics
-from tests.tracking_support import drive, make_recorder, metric_points, runs_by_name
+from tests.tracking_support import drive, fake_trial, make_recorder, metric_points, runs_by_name
 
 EPOCHS = range(1, 6)
 KEYS = {"train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s"}
@@ -116,3 +116,17 @@ def test_callback_survives_pickling_as_an_inert_copy(uri, tmp_path):
     drive_copy = type("R", (), {"callback": copy})
     drive(drive_copy, 0, range(1, 3), end=True)  # records nothing, raises nothing
     assert recorder.log.results_waiting == 0 and recorder.log.waiting() == 0
+
+
+def test_a_trial_the_rung_model_proposed_is_tagged_with_its_rung(uri, tmp_path):
+    recorder = make_recorder(uri, tmp_path)
+    marked = fake_trial(1)
+    marked.config[Config.RUNG_MODEL_EPOCH] = 9
+    for trial in (fake_trial(0), marked):
+        recorder.callback.on_trial_start(iteration=0, trials=[], trial=trial)
+        recorder.callback.on_trial_complete(iteration=0, trials=[], trial=trial)
+    assert recorder.flush()
+    runs = runs_by_name(uri, "synthetic")
+    assert runs["trial-001"].data.tags[Tag.RUNG_MODEL_EPOCH] == "9"
+    assert Tag.RUNG_MODEL_EPOCH not in runs["trial-000"].data.tags
+    assert "_rung_model_epoch" not in runs["trial-001"].data.params
