@@ -296,6 +296,23 @@ def cell_regrets(results: dict[str, Any], surrogate: Surrogate, tasks: list[str]
     return regrets
 
 
+def per_task_table(regrets: paired.Regrets, methods: list[str]) -> str:
+    """Mean regret over seeds per task (rows) and method (columns), as ``25% / 50% / 100%``; the
+    lowest at each fraction in bold."""
+    tasks = sorted({task for m in methods for task, _ in regrets.get(m, {})})
+    lines = ["| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for task in tasks:
+        means = {}
+        for m in methods:
+            cells = [v for (t, _), v in regrets.get(m, {}).items() if t == task]
+            means[m] = {f: statistics.fmean(c[f] for c in cells) for f in FRACTIONS} if cells else None
+        best = {f: min(v[f] for v in means.values() if v) for f in FRACTIONS}
+        shown = [" / ".join(f"**{v[f]:.4f}**" if v[f] == best[f] else f"{v[f]:.4f}" for f in FRACTIONS)
+                 if v else "" for v in means.values()]
+        lines.append(f"| {task} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     head = ("| method | cells (tasks x seeds) | regret @25% | regret @50% | regret @100% | "
             f"runs reaching regret <= {TARGET_REGRET} | median epochs to it | trials per run | wall s per run |")
@@ -360,6 +377,8 @@ def main() -> None:
     parser.add_argument("--common", action="store_true",
                         help="report only the (task, seed) pairs every reported method has run")
     parser.add_argument("--plot", type=Path, default=None, help="the anytime plot's file")
+    parser.add_argument("--per-task", nargs="*", default=[], metavar="METHOD",
+                        help="also print a table of each METHOD's mean regret per task at 25 / 50 / 100%% of the budget")
     parser.add_argument("--paired", nargs="*", default=[], metavar="REFERENCE",
                         help="also print each method's regret minus REFERENCE's, cell by cell, with a 95%% "
                              "bootstrap interval (bench.search_quality.paired)")
@@ -388,6 +407,9 @@ def main() -> None:
     results["cells"] = select_cells(results["cells"], args.space, args.report_methods, args.common)
     rows = summarise(results, surrogate, args.space, args.tasks, args.seeds)
     print(markdown_table(rows))
+    if args.per_task:
+        print()
+        print(per_task_table(cell_regrets(results, surrogate, args.tasks, args.seeds), args.per_task))
     for reference in args.paired:
         print()
         print(paired.markdown(paired.paired_differences(cell_regrets(results, surrogate, args.tasks, args.seeds),
