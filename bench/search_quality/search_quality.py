@@ -341,14 +341,14 @@ def plot(results: dict[str, Any], surrogate: Surrogate, space: str, out: Path, t
     budget = max(c["budget"] for c in cells)
     grid = [int(budget * i / 100) for i in range(2, 101)]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for method in sorted({c["method"] for c in cells}):
+    for index, method in enumerate(sorted({c["method"] for c in cells})):
         mine = [c for c in cells if c["method"] == method]
         curve = [statistics.fmean(regret(incumbent_at(c["steps"], e), surrogate.bound(c["task"], "val_accuracy"))
                                   for c in mine) for e in grid]
-        ax.plot(grid, curve, label=f"{method} ({len(mine)} runs)")
+        ax.plot(grid, curve, label=f"{method} ({len(mine)} runs)", linestyle=("-", "--", ":")[index // 10 % 3])
     ax.set_xlabel("epochs trained (budget units)")
     ax.set_ylabel("mean normalised regret (val_accuracy)")
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=0.01)  # a mean regret can fall below 0 (the surrogate above the task's recorded best)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"lcbench ({space}): anytime regret, budget {budget} epochs")
