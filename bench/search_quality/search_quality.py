@@ -407,13 +407,13 @@ def main() -> None:
     results["cells"] = select_cells(results["cells"], args.space, args.report_methods, args.common)
     rows = summarise(results, surrogate, args.space, args.tasks, args.seeds)
     print(markdown_table(rows))
+    regrets = cell_regrets(results, surrogate, args.tasks, args.seeds) if args.per_task or args.paired else {}
     if args.per_task:
         print()
-        print(per_task_table(cell_regrets(results, surrogate, args.tasks, args.seeds), args.per_task))
+        print(per_task_table(regrets, args.per_task))
     for reference in args.paired:
         print()
-        print(paired.markdown(paired.paired_differences(cell_regrets(results, surrogate, args.tasks, args.seeds),
-                                                        reference), reference))
+        print(paired.markdown(paired.paired_differences(regrets, reference), reference))
     out = args.plot or args.results.with_name(args.results.stem + f"_{args.space}.png")
     plot(results, surrogate, args.space, out, args.tasks, args.seeds)
 

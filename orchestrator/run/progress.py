@@ -44,7 +44,6 @@ class SearchProgress:
     epochs: EpochLedger = field(default_factory=EpochLedger)  # epochs trained, against budget.epochs
     trials_capped: bool = True  # False when the epoch budget alone bounds the trials (no budget.trials)
     rung_model_epoch: int | None = None  # the rung the rung model last proposed from (None: not yet)
-    rung_model_trials: int = 0  # trials the rung model proposed
 
     @property
     def finished(self) -> int:

@@ -126,7 +126,6 @@ class OptunaStudySearcher(Searcher):
             trial.set_user_attr(TrialAttr.RUNG_MODEL_EPOCH, rung)
             config = {**config, Config.RUNG_MODEL_EPOCH: rung}
             self.progress.rung_model_epoch = rung
-            self.progress.rung_model_trials += 1
         self._live[trial_id] = trial
         self.progress.started += 1
         self.progress.running += 1

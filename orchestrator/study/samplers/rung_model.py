@@ -92,15 +92,16 @@ class RungModelSampler(BaseSampler):
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._reached = False  # the budget's share ``after`` is spent
         self._modelled: set[int] = set()  # numbers of the running trials the rung model may propose
-        self._views: dict[int, tuple["Study", FrozenTrial]] = {}  # trial number -> its view, while sampled
-        self._rungs: dict[int, int] = {}  # trial number -> the epoch of the view that proposed it, while running
+        # trial number -> its view, the trial in it, and the view's epoch, while the trial runs
+        self._views: dict[int, tuple["Study", FrozenTrial, int]] = {}
         self.rung_proposals = 0  # trials whose parameters came from the rung model
         self.last_rung: int | None = None  # the epoch of the last view the rung model was fitted on
 
     def proposing_rung(self, number: int) -> int | None:
         """The epoch of the rung whose results the rung model was fitted on to propose running
         trial ``number``; None when the study's TPE proposed it."""
-        return self._rungs.get(number)
+        entry = self._views.get(number)
+        return entry[2] if entry is not None else None
 
     def reseed_rng(self) -> None:
         self.start.reseed_rng()
@@ -126,16 +127,15 @@ class RungModelSampler(BaseSampler):
         if built is None:  # no rung has enough trials yet: the study's TPE answers, as before
             return self.start.sample_relative(study, trial, self.start.infer_relative_search_space(study, trial))
         view, self.last_rung = built
-        self._rungs[trial.number] = self.last_rung
         view.ask()  # the trial being sampled, for the rung model to attach its draws to
-        self._views[trial.number] = (view, view.get_trials(deepcopy=False)[-1])
+        self._views[trial.number] = (view, view.get_trials(deepcopy=False)[-1], self.last_rung)
         self.rung_proposals += 1
         return self.rung_model.sample_relative(view, self._views[trial.number][1], search_space)
 
     def sample_independent(self, study: "Study", trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
         if trial.number in self._views:  # a parameter outside the joint space (conditional): from the view too
-            view, current = self._views[trial.number]
+            view, current, _ = self._views[trial.number]
             return self.rung_model.sample_independent(view, current, param_name, param_distribution)
         return self.start.sample_independent(study, trial, param_name, param_distribution)
 
@@ -143,5 +143,4 @@ class RungModelSampler(BaseSampler):
                     values: Sequence[float] | None) -> None:
         self._modelled.discard(trial.number)
         self._views.pop(trial.number, None)
-        self._rungs.pop(trial.number, None)
         self.start.after_trial(study, trial, state, values)

@@ -147,7 +147,7 @@ def test_the_trials_the_rung_model_proposed_are_marked_and_counted():
     assert all(TrialAttr.RUNG_MODEL_EPOCH not in t.user_attrs for t in sim.study.trials[:first])
     assert all(3 <= t.user_attrs[TrialAttr.RUNG_MODEL_EPOCH] <= 27 for t in marked)  # from ASHA's first rung on
     progress = sim.searcher.progress
-    assert progress.rung_model_trials == len(marked) and progress.rung_model_epoch == sampler.last_rung
+    assert progress.rung_model_epoch == sampler.last_rung
     assert f"rung model at epoch {sampler.last_rung}" in progress_line(progress, "acc")
     summary = summarize(sim.study, _spec())
     assert summary.rung_model_trials == len(marked) and summary.to_dict()["rung_model_trials"] == len(marked)
