@@ -7,7 +7,10 @@ TPE (multivariate) fitted on a *rung view* of the study: every trial that report
 epoch ``s``, with its value there, where ``s`` is the highest epoch at least ``min_trials`` trials
 reached; trials still running and short of ``s`` are in the view as running, so the view's
 constant liar spreads concurrent proposals. Until the view has ``min_trials`` trials at any epoch
-(and before ``after`` of the budget is spent), the study's own TPE proposes.
+(and before ``after`` of the budget is spent), the study's own TPE proposes. A share
+``local_moves`` of the rung model's proposals are instead local moves from the view's best trials
+(:mod:`~orchestrator.study.samplers.local_moves`), as SMAC's local search steps from its
+incumbents: they reach the edges of the space, where TPE's truncated kernels seldom sample.
 
 Everything goes through Optuna's public API: the view is an in-memory study filled with
 ``optuna.trial.create_trial``; the study's own sampler keeps seeing every trial (its hooks are
@@ -20,11 +23,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
+
+from orchestrator.study.samplers.local_moves import LOCAL_SCALE, local_move
 
 if TYPE_CHECKING:
     from optuna import Study
@@ -79,22 +85,27 @@ def rung_view(study: "Study", min_trials: int, recent: int | None = None) -> tup
 class RungModelSampler(BaseSampler):
     """``start`` (the study's TPE) until ``progress(study)`` reaches ``after`` and the rung view
     (:func:`rung_view`) has ``min_trials`` trials; then ``rung_model`` fitted on that view proposes
-    every parameter (jointly where the view's trials share them)."""
+    every parameter (jointly where the view's trials share them), or, for a share ``local_moves``
+    of its proposals (drawn with ``seed``), a local move from the view's best trials."""
 
     def __init__(self, start: BaseSampler, rung_model: BaseSampler, *, min_trials: int, after: float = 0.0,
-                 progress: Progress | None = None, recent: int | None = None) -> None:
+                 progress: Progress | None = None, recent: int | None = None, local_moves: float = 0.0,
+                 seed: int | None = None) -> None:
         self.start = start
         self.rung_model = rung_model
         self.min_trials = min_trials
         self.after = after
         self._progress = progress
         self.recent = recent
+        self.local_moves = local_moves
+        self._rng = np.random.default_rng(seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._reached = False  # the budget's share ``after`` is spent
         self._modelled: set[int] = set()  # numbers of the running trials the rung model may propose
         # trial number -> its view, the trial in it, and the view's epoch, while the trial runs
         self._views: dict[int, tuple["Study", FrozenTrial, int]] = {}
         self.rung_proposals = 0  # trials whose parameters came from the rung model
+        self.local_proposals = 0  # of those, the local moves
         self.last_rung: int | None = None  # the epoch of the last view the rung model was fitted on
 
     def proposing_rung(self, number: int) -> int | None:
@@ -106,6 +117,7 @@ class RungModelSampler(BaseSampler):
     def reseed_rng(self) -> None:
         self.start.reseed_rng()
         self.rung_model.reseed_rng()
+        self._rng = np.random.default_rng()
 
     def before_trial(self, study: "Study", trial: FrozenTrial) -> None:
         self.start.before_trial(study, trial)
@@ -130,6 +142,11 @@ class RungModelSampler(BaseSampler):
         view.ask()  # the trial being sampled, for the rung model to attach its draws to
         self._views[trial.number] = (view, view.get_trials(deepcopy=False)[-1], self.last_rung)
         self.rung_proposals += 1
+        if self.local_moves > 0 and self._rng.random() < self.local_moves:
+            moved = local_move(view, search_space, self._rng, LOCAL_SCALE)
+            if moved is not None:
+                self.local_proposals += 1
+                return moved
         return self.rung_model.sample_relative(view, self._views[trial.number][1], search_space)
 
     def sample_independent(self, study: "Study", trial: FrozenTrial, param_name: str,

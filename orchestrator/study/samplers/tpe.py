@@ -9,6 +9,9 @@ trial 1,000 (docs/benchmarks.md, "Scale"); ``history: null`` models every trial,
 quarter) of the budget is spent, a multivariate TPE fitted on the highest rung that
 ``rung_model_min_trials`` trials reached proposes instead, as BOHB fits a model per budget
 (``orchestrator.study.samplers.rung_model``; docs/search_quality.md, "A model per rung").
+``rung_model_local_moves: 0.5``: that share of the rung model's proposals are local moves from
+the rung's best trials instead, which reach the edges of the space
+(``orchestrator.study.samplers.local_moves``; docs/search_quality.md, "Where the optimum lies").
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ def _check(options: dict[str, Any], **_: Any) -> None:
     after = options["rung_model_after"]
     if not is_number(after) or not 0 <= after < 1:
         raise SpecError("sampler.rung_model_after", after, "a share of the budget from 0 (from the start) to below 1")
+    share = options["rung_model_local_moves"]
+    if not is_number(share) or not 0 <= share <= 1:
+        raise SpecError("sampler.rung_model_local_moves", share,
+                        "a share of the rung model's proposals from 0 (none) to 1 (all)")
     if not is_int(options["rung_model_min_trials"]) or options["rung_model_min_trials"] < 2:
         raise SpecError("sampler.rung_model_min_trials", options["rung_model_min_trials"],
                         "a whole number of trials of at least 2")
@@ -76,13 +83,15 @@ def with_rung_model(spec: "StudySpec", start: "optuna.samplers.BaseSampler") -> 
     model = optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, constant_liar=opts["constant_liar"],
                                        n_startup_trials=0, n_ei_candidates=opts["n_ei_candidates"])
     return RungModelSampler(start, model, min_trials=opts["rung_model_min_trials"],
-                            after=opts["rung_model_after"], progress=progress, recent=opts["history"])
+                            after=opts["rung_model_after"], progress=progress, recent=opts["history"],
+                            local_moves=opts["rung_model_local_moves"], seed=spec.seed)
 
 
 TPE = Component(
     name="tpe",
     defaults={"n_startup_trials": 10, "multivariate": False, "constant_liar": True, "n_ei_candidates": 24,
-              "history": 1000, "rung_model": True, "rung_model_after": 0.25, "rung_model_min_trials": 20},
+              "history": 1000, "rung_model": True, "rung_model_after": 0.25, "rung_model_min_trials": 20,
+              "rung_model_local_moves": 0.5},
     check=_check,
     build=build,
 )

@@ -103,6 +103,8 @@ def test_the_default_fits_a_model_per_rung_under_asha_and_not_without_a_schedule
     sampler = build_sampler(_spec())
     assert isinstance(sampler, RungModelSampler) and isinstance(sampler.start, StudyTPESampler)
     assert sampler.min_trials == 20 and sampler.after == 0.25 and sampler.recent == 1000
+    assert sampler.local_moves == 0.5
+    assert build_sampler(_spec(rung_model_local_moves=0)).local_moves == 0
     assert not isinstance(build_sampler(_spec(rung_model=False)), RungModelSampler)
     plain = spec_from_mapping({"name": "r", "search_space": SPACE, "scheduler": "none"})
     assert isinstance(build_sampler(plain), StudyTPESampler)
@@ -115,6 +117,8 @@ def test_the_default_fits_a_model_per_rung_under_asha_and_not_without_a_schedule
     ({"rung_model_min_trials": 1}, "sampler.rung_model_min_trials"),
     ({"rung_model_min_trials": 2.5}, "sampler.rung_model_min_trials"),
     ({"rung_model": "yes"}, "sampler.rung_model"),
+    ({"rung_model_local_moves": 1.5}, "sampler.rung_model_local_moves"),
+    ({"rung_model_local_moves": "half"}, "sampler.rung_model_local_moves"),
 ])
 def test_bad_rung_model_options_name_the_field(options, field):
     with pytest.raises(SpecError) as error:
@@ -169,3 +173,39 @@ def test_while_the_view_is_thin_a_multivariate_study_tpe_draws_what_it_draws_alo
         return trial.params
 
     assert draw(wrap=True) == draw(wrap=False)  # jointly, as alone: not each parameter on its own
+
+
+def test_local_moves_step_from_the_rungs_best_trials_in_their_share_of_the_proposals():
+    def sampler_for(share: float) -> RungModelSampler:
+        return RungModelSampler(StudyTPESampler(seed=0, n_startup_trials=5),
+                                optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=0),
+                                min_trials=9, local_moves=share, seed=4)
+
+    study = _study_with_rungs()
+    study.sampler = every = sampler_for(1.0)
+    view, _ = rung_view(study, min_trials=9)
+    best_x = sorted(t.params["x"] for t in view.get_trials(states=(TrialState.COMPLETE,)))[-5:]
+    for _ in range(20):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        trial.suggest_float("y", 0, 1)
+        assert 0.0 <= x <= 1.0
+        study.tell(trial, state=TrialState.FAIL)  # out of the next views, so they stay the same
+    assert every.local_proposals == every.rung_proposals == 20
+    xs = [t.params["x"] for t in study.trials[-20:]]
+    assert sum(min(abs(x - b) for b in best_x) < 0.3 for x in xs) >= 15  # steps of 0.2 from the five best
+
+    study = _study_with_rungs()
+    study.sampler = none = sampler_for(0.0)
+    study.ask().suggest_float("x", 0, 1)
+    assert none.rung_proposals == 1 and none.local_proposals == 0
+
+
+def test_a_search_with_local_moves_finds_the_peak_and_repeats_with_its_seed():
+    sim = simulate(_spec(rung_model_after=0.0, rung_model_local_moves=0.5), _curve)
+    sampler = sim.study.sampler
+    assert 0 < sampler.local_proposals < sampler.rung_proposals
+    best = sim.study.best_trial.params
+    assert abs(best["x"] - 0.7) < 0.15 and abs(best["y"] - 0.2) < 0.15
+    again = simulate(_spec(rung_model_after=0.0, rung_model_local_moves=0.5), _curve)
+    assert [t.params for t in again.study.trials] == [t.params for t in sim.study.trials]
