@@ -23,6 +23,7 @@ from orchestrator.workloads.lcbench import OUTPUTS, Surrogate, load_surrogate
 from search_spaces import load_preset
 
 VAL_ACCURACY = OUTPUTS.index("val_accuracy")
+KEEP = 20  # the local search starts from, and keeps, this many best configurations
 
 
 def best_accuracy(surrogate: Surrogate, task: str, configs: list[dict[str, Any]], chunk: int = 2000) -> np.ndarray:
@@ -70,10 +71,10 @@ def main() -> None:
     for task in args.tasks:
         bounds = surrogate.bound(task, "val_accuracy")
         scores = best_accuracy(surrogate, task, configs)
-        start = [configs[i] for i in np.argsort(-scores)[:20]]
-        best, accuracy = local_search(surrogate, task, start, distributions, rng, args.rounds, args.moves, keep=20)
-        edges = sorted(f"{name} {'low' if to_unit(value, distributions[name]) < 0.5 else 'high'}"
-                       for name, value in best.items() if to_unit(value, distributions[name]) in (0.0, 1.0))
+        start = [configs[i] for i in np.argsort(-scores)[:KEEP]]
+        best, accuracy = local_search(surrogate, task, start, distributions, rng, args.rounds, args.moves, keep=KEEP)
+        units = {name: to_unit(value, distributions[name]) for name, value in best.items()}
+        edges = sorted(f"{name} {'low' if unit == 0.0 else 'high'}" for name, unit in units.items() if unit in (0.0, 1.0))
         row = {"task": task, "random_regret": regret(float(scores.max()), bounds),
                "local_search_regret": regret(accuracy, bounds), "config": best, "on_edge": edges}
         rows.append(row)

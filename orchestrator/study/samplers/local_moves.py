@@ -11,6 +11,7 @@ uniformly. Evidence: docs/search_quality.md, "Where the optimum lies".
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -68,10 +69,10 @@ def local_move(study: "Study", search_space: dict[str, BaseDistribution], rng: n
                scale: float) -> dict[str, Any] | None:
     """A local step from one of ``study``'s :data:`PARENTS` best complete trials (drawn
     uniformly); None while the study has no complete trial."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
     sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-    complete.sort(key=lambda t: sign * t.value)
-    parent = complete[int(rng.integers(min(PARENTS, len(complete))))]
+    best = heapq.nsmallest(PARENTS, complete, key=lambda t: sign * t.value)
+    parent = best[int(rng.integers(len(best)))]
     return perturb(parent.params, search_space, rng, scale)
